@@ -1,0 +1,76 @@
+# hpcdl — everything a fresh machine needs is installed from here.
+#   make scaling-study   venv + install + a real small DDP study (1 and 2 workers) + table and plots
+#   make test            venv + install + the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The venv is (re)installed only when these inputs change: their hash names the stamp.
+VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
+VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
+VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
+SYSTEM_STAMP := $(VENV)/.hpcdl-system
+DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev
+
+STUDY ?= scaling-study
+RUNS_DIR ?= runs
+RESULTS_DIR ?= results
+
+.PHONY: help venv system scaling-study test test-fast lint bench clean
+
+help:
+	@echo "make scaling-study   run a small real DDP study (1 and 2 workers) and write $(RESULTS_DIR)/"
+	@echo "make test            install everything the tests need, then run the suite"
+	@echo "make lint            ruff"
+	@echo "make bench           the benchmark harnesses in bench/ (figures go to BENCHMARKS.md by hand)"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): $(VENV_INPUTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@rm -f $(VENV)/.hpcdl-venv-*
+	@touch $@
+
+# Debian packages: the offline Fashion-MNIST data set and OpenMPI (for mpirun/mpi4py).
+system: $(SYSTEM_STAMP)
+
+$(SYSTEM_STAMP): | $(VENV_STAMP)
+	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEBIAN_PACKAGES); \
+	fi
+	@touch $@
+
+scaling-study: venv system
+	@rm -rf $(RUNS_DIR)/$(STUDY)
+	$(VENV)/bin/hpcdl submit --study $(STUDY) --runs-dir $(RUNS_DIR) --profile local \
+	  --strategy ddp --nodes 1 --gpus 1 --model mnist-cnn --dataset fashion-mnist \
+	  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64 --wait
+	$(VENV)/bin/hpcdl submit --study $(STUDY) --runs-dir $(RUNS_DIR) --profile local \
+	  --strategy ddp --nodes 1 --gpus 2 --model mnist-cnn --dataset fashion-mnist \
+	  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64 --wait
+	$(VENV)/bin/hpcdl collect $(RUNS_DIR)/$(STUDY) --out $(RESULTS_DIR)
+
+test: venv system
+	$(PY) -m pytest -q -ra
+
+test-fast: venv
+	$(PY) -m pytest -q -ra -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check hpc_dl jobs analysis tests bench
+	$(VENV)/bin/ruff format --check hpc_dl jobs analysis tests bench
+
+bench: venv system
+	$(PY) bench/bench_cli.py
+	$(PY) bench/bench_ddp.py
+
+clean:
+	rm -rf $(RUNS_DIR) $(RESULTS_DIR) .pytest_cache

@@ -1,0 +1,64 @@
+"""What can be trained, as plain data: model and dataset names with the facts the spec checks.
+
+Importing this module is cheap (no torch); hpc_dl.train builds the real objects from these entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    channels: int  # input channels the model expects
+    min_size: int  # smallest input side it accepts; smaller images are resized up
+    description: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    channels: int
+    size: int  # native image side
+    classes: int | None  # None: read from the data (imagefolder)
+    needs_data_root: bool
+    description: str
+
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        ModelInfo("mnist-cnn", 1, 28, "the 2-conv MNIST CNN of the PSGD study (seed 002)"),
+        ModelInfo("resnet18", 3, 32, "torchvision ResNet-18"),
+        ModelInfo("resnet50", 3, 32, "torchvision ResNet-50"),
+        ModelInfo("alexnet", 3, 64, "torchvision AlexNet"),
+        ModelInfo("vgg11", 3, 32, "torchvision VGG-11 (batch norm)"),
+        ModelInfo("vgg16", 3, 32, "torchvision VGG-16 (batch norm)"),
+        ModelInfo("vgg19", 3, 32, "torchvision VGG-19 (batch norm)"),
+        ModelInfo("googlenet", 3, 32, "torchvision GoogLeNet, no auxiliary heads"),
+        ModelInfo("mobilenet_v2", 3, 32, "torchvision MobileNetV2"),
+        ModelInfo("inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head"),
+    ]
+}
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo(
+            "fashion-mnist",
+            1,
+            28,
+            10,
+            False,
+            "Fashion-MNIST from the Debian package dataset-fashion-mnist (or --data-root)",
+        ),
+        DatasetInfo("digits", 1, 8, 10, False, "scikit-learn's 1,797 8x8 handwritten digits"),
+        DatasetInfo("synthetic", 3, 32, 10, False, "random images (torchvision FakeData), for throughput"),
+        DatasetInfo("imagefolder", 3, 64, None, True, "a class-per-folder image tree under --data-root (ASL-style)"),
+        DatasetInfo("mnist", 1, 28, 10, True, "torchvision MNIST already under --data-root (never downloaded)"),
+        DatasetInfo("cifar10", 3, 32, 10, True, "torchvision CIFAR-10 already under --data-root (never downloaded)"),
+    ]
+}
+
+PRECISIONS = ("fp32", "bf16", "fp16")

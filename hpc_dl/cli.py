@@ -1,0 +1,366 @@
+"""The hpcdl command line: parse, call the library, turn its errors into one line and an exit code.
+
+Heavy modules (torch, pandas, submitit) are imported inside the commands that need them, so
+`hpcdl --help` on a login node is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__, catalog, strategies
+from .errors import HpcdlError, UsageError
+
+
+class HpcdlGroup(click.Group):
+    """Every error, click's or ours, is one line on stderr and a non-zero exit; never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name or "hpcdl", complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except HpcdlError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _runs_root(value: str | None) -> Path:
+    from .runs import default_root
+
+    return Path(value) if value else default_root()
+
+
+runs_dir_option = click.option(
+    "--runs-dir",
+    metavar="DIR",
+    default=None,
+    help="Root of the run folders (default: $HPCDL_RUNS or ./runs).",
+)
+
+
+@click.group(cls=HpcdlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hpcdl")
+def cli() -> None:
+    """Distributed deep-learning experiments, from a SLURM login node to a scaling report.
+
+    \b
+    hpcdl submit --strategy ddp --nodes 1 --gpus 2      train, on the cluster or on this machine
+    hpcdl status / logs RUN --follow / cancel RUN       watch and control runs
+    hpcdl collect runs/                                 scaling table, CSV, Markdown and plots
+    """
+
+
+# ---------------------------------------------------------------------------------------------------- submit
+
+
+def _parse_sbatch(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid --sbatch {item!r} (use KEY=VALUE, e.g. --sbatch account=myproject)")
+        out[key.lstrip("-")] = value
+    return out
+
+
+@cli.command()
+@click.option("--strategy", default="ddp", show_default=True, help=f"One of: {', '.join(strategies.STRATEGIES)}.")
+@click.option("--nodes", type=int, default=1, show_default=True, help="Number of nodes.")
+@click.option(
+    "--gpus",
+    type=int,
+    default=1,
+    show_default=True,
+    help="GPUs per node; on a node without GPUs, worker processes per node.",
+)
+@click.option("--cpus-per-task", type=int, default=None, help="CPU threads per worker (default: the profile's).")
+@click.option("--model", default="mnist-cnn", show_default=True, help=f"One of: {', '.join(catalog.MODELS)}.")
+@click.option("--dataset", default="fashion-mnist", show_default=True, help=f"One of: {', '.join(catalog.DATASETS)}.")
+@click.option("--data-root", default=None, metavar="DIR", help="Folder that holds the data set (never downloaded).")
+@click.option("--train-samples", type=int, default=None, help="Use only the first N training images.")
+@click.option("--test-samples", type=int, default=None, help="Use only the first N test images.")
+@click.option("--image-size", type=int, default=None, help="Resize images to this side (default: as the model needs).")
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size per worker.")
+@click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", default="fp32", show_default=True, help=f"One of: {', '.join(catalog.PRECISIONS)}.")
+@click.option(
+    "--time",
+    "time_limit",
+    default="60",
+    show_default=True,
+    metavar="TIME",
+    help="Time limit: minutes, HH:MM:SS or D-HH:MM:SS.",
+)
+@click.option("--partition", default=None, help="SLURM partition (default: the profile's).")
+@click.option("--gpu-type", default=None, help="GPU type for --gres (default: the partition's).")
+@click.option("--job-name", default=None, help="Job name (default: hpcdl-<strategy>).")
+@click.option(
+    "--sbatch",
+    "sbatch_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra sbatch option, e.g. --sbatch account=myproj (repeatable).",
+)
+@click.option(
+    "--profile", default=None, help="Cluster profile (default: local without sbatch, else $HPCDL_PROFILE or discovery)."
+)
+@click.option(
+    "--templates",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of your own templates; they win over the shipped ones.",
+)
+@click.option("--study", default="default", show_default=True, help="Group runs under <runs-dir>/<study>/.")
+@runs_dir_option
+@click.option("--dry-run", is_flag=True, help="Print the job script and submission parameters; submit nothing.")
+@click.option("--wait", is_flag=True, help="Block until the job ends; exit with its status.")
+def submit(
+    dry_run: bool,
+    wait: bool,
+    profile: str | None,
+    templates: Path | None,
+    study: str,
+    runs_dir: str | None,
+    time_limit: str,
+    sbatch_opts: tuple[str, ...],
+    **fields,
+) -> int:
+    """Render a job script for a strategy and submit it (SLURM or this machine)."""
+    from . import profiles
+    from . import submit as sub
+    from .runs import check_study
+    from .spec import JobSpec, parse_time
+
+    spec = JobSpec(time_limit=parse_time(time_limit), sbatch=_parse_sbatch(sbatch_opts), **fields)
+    prof = profiles.load(profile)
+    root = _runs_root(runs_dir)
+    check_study(study)
+    if dry_run:
+        run_id, run_path, rendered = sub.plan(spec, prof, root, study, templates)
+        click.echo(rendered.script, nl=False)
+        click.echo("\n# ---- submission (dry run: nothing was submitted)")
+        for line in [
+            f"run: {run_id}",
+            f"folder: {run_path}",
+            f"profile: {prof.name}",
+            *rendered.describe().splitlines(),
+        ]:
+            click.echo(f"# {line}")
+        return 0
+    s = sub.submit(spec, prof, root, study, templates)
+    click.echo(f"submitted run {s.run.run_id} (job {s.job_id}, {s.executor} executor)")
+    click.echo(f"  folder  {s.run.path}")
+    click.echo(f"  log     {s.run.job_log}")
+    click.echo(f"  ranks   {s.run.logs}/rank-<R>.log")
+    click.echo(f"  follow  hpcdl logs {s.run.run_id} --runs-dir {root} --follow")
+    if not wait:
+        return 0
+    state = sub.wait(s.run, timeout_s=spec.time_limit * 60 + 300)
+    click.echo(f"run {s.run.run_id}: {state}")
+    return 0 if state == "COMPLETED" else 1
+
+
+# ---------------------------------------------------------------------------------------------------- status
+
+
+def _status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
+    from . import runs as runs_mod
+    from . import submit as sub
+
+    if refs:
+        found = [runs_mod.resolve(r, root) for r in refs]
+    else:
+        found = runs_mod.find_runs([root]) if root.is_dir() else []
+    rows = []
+    for run in found:
+        spec = runs_mod.read_json(run.spec) or {}
+        record = runs_mod.read_json(run.submission) or {}
+        rows.append(
+            {
+                "run": run.run_id,
+                "study": run.study,
+                "strategy": spec.get("strategy"),
+                "nodes": spec.get("nodes"),
+                "gpus": spec.get("gpus"),
+                "job_id": record.get("job_id"),
+                "executor": record.get("executor"),
+                "state": sub.state(run) if record else "NOT SUBMITTED",
+                "folder": str(run.path),
+            }
+        )
+    return rows
+
+
+@cli.command()
+@click.argument("runs", nargs=-1)
+@runs_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(runs: tuple[str, ...], runs_dir: str | None, as_json: bool) -> int:
+    """Show the state of runs (all runs under --runs-dir when none is given)."""
+    rows = _status_rows(runs, _runs_root(runs_dir))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        click.echo(f"no runs under {_runs_root(runs_dir)}")
+        return 0
+    header = ("RUN", "STUDY", "STRATEGY", "NODESxGPUS", "JOB", "STATE")
+    table = [header] + [
+        (r["run"], r["study"], str(r["strategy"]), f"{r['nodes']}x{r['gpus']}", str(r["job_id"]), r["state"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- logs
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--rank", type=int, default=None, help="Show this rank's log instead of the job's.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between reads when following.")
+@runs_dir_option
+def logs(run: str, rank: int | None, follow: bool, poll: float, runs_dir: str | None) -> int:
+    """Print a run's log (the job's, or one rank's with --rank)."""
+    from . import runs as runs_mod
+    from . import submit as sub
+
+    r = runs_mod.resolve(run, _runs_root(runs_dir))
+    path = r.job_log if rank is None else r.rank_log(rank)
+    if not follow:
+        if not path.exists():
+            what = "job log" if rank is None else f"log for rank {rank}"
+            raise UsageError(f"run {r.run_id} has no {what} yet ({path}); state: {sub.state(r)}")
+        click.echo(path.read_text(errors="replace"), nl=False)
+        return 0
+    offset = 0
+    while True:
+        state = sub.state(r)  # read before the file: the last read after a terminal state gets everything
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            if chunk:
+                offset += len(chunk)
+                click.echo(chunk.decode(errors="replace"), nl=False)
+        if state in sub.TERMINAL:
+            click.echo(f"[hpcdl] run {r.run_id}: {state}", err=True)
+            return 0 if state == "COMPLETED" else 1
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------------------------------------------- cancel
+
+
+@cli.command()
+@click.argument("run")
+@runs_dir_option
+def cancel(run: str, runs_dir: str | None) -> int:
+    """Cancel a run."""
+    from . import runs as runs_mod
+    from . import submit as sub
+
+    r = runs_mod.resolve(run, _runs_root(runs_dir))
+    before = sub.cancel(r)
+    if before in sub.TERMINAL:
+        click.echo(f"run {r.run_id} already ended: {before}")
+    else:
+        click.echo(f"cancelled run {r.run_id} (was {before})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- collect
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Where the CSV, Markdown and PNG files go.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the scaling table as JSON instead of Markdown.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@runs_dir_option
+def collect(dirs: tuple[Path, ...], out: Path, as_json: bool, no_plots: bool, runs_dir: str | None) -> int:
+    """Gather run folders into a scaling table (CSV, Markdown) and plots."""
+    from .analysis import collect as col
+
+    report = col.collect(list(dirs) or [_runs_root(runs_dir)])
+    written = col.write(report, out, plots=not no_plots)
+    if as_json:
+        click.echo(json.dumps(col.to_json(report), indent=2))
+        return 0
+    click.echo(report.markdown)
+    click.echo("")
+    for path in written:
+        click.echo(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- profiles
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def profiles(ctx: click.Context) -> None:
+    """List the cluster profiles, or show one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(profiles_list)
+
+
+@profiles.command("list")
+def profiles_list() -> int:
+    """List profiles (shipped, and yours in $HPCDL_PROFILES or ~/.config/hpcdl/profiles)."""
+    from . import profiles as prof
+
+    default = prof.default_name()
+    for name, path in prof.available().items():
+        mark = "*" if name == default else " "
+        click.echo(f"{mark} {name:<16} {path}")
+    click.echo(f"(* = used when --profile is not given; user profiles go in {prof.user_dir()})")
+    return 0
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> int:
+    """Show one profile, resolved and validated."""
+    import yaml
+
+    from . import profiles as prof
+
+    click.echo(yaml.safe_dump(prof.load(name).to_dict(), sort_keys=False), nl=False)
+    return 0
+
+
+def main() -> None:
+    cli.main(prog_name="hpcdl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Submission, state and cancellation: the only module that imports submitit.
+
+One flow for every backend: render -> make the run directory -> write spec, profile and script ->
+hand `run_script` to a submitit executor -> record the job id. A backend fills in a few hooks
+(which executor, how to read a job's state, how to cancel it). If anything fails after the run
+directory was made, it is removed: a failed submission leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import HpcdlError, SubmitError, UsageError
+from .profiles import ClusterProfile
+from .render import RenderContext, Rendered, render
+from .runs import RunDir, new_run_id, read_json, write_atomic, write_json
+from .spec import JobSpec
+
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "LOST",
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: RunDir
+    job_id: str
+    executor: str
+
+
+def plan(
+    spec: JobSpec,
+    profile: ClusterProfile,
+    runs_root: Path,
+    study: str,
+    templates: Path | None = None,
+    run_id: str | None = None,
+) -> tuple[str, Path, Rendered]:
+    """Everything a submission would do, computed and checked, with nothing written (the dry run)."""
+    run_id = run_id or new_run_id(spec.strategy, spec.nodes, spec.gpus)
+    run_path = (Path(runs_root) / study / run_id).resolve()
+    ctx = RenderContext(run_dir=run_path, run_id=run_id, python=sys.executable, templates=templates)
+    return run_id, run_path, render(spec, profile, ctx)
+
+
+def submit(
+    spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, templates: Path | None = None
+) -> Submission:
+    from .runs import check_study
+
+    check_study(study)
+    for _ in range(5):
+        run_id, _path, rendered = plan(spec, profile, runs_root, study, templates)
+        try:
+            run = RunDir.create(Path(runs_root), study, run_id)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - five collisions of a time stamp and 24 random bits
+        raise SubmitError(f"could not make a new run folder under {runs_root}/{study}")
+    try:
+        write_json(run.spec, spec.to_dict())
+        write_json(run.profile, profile.to_dict())
+        write_atomic(run.script, rendered.script)
+        run.script.chmod(0o755)
+        job_id = _backend(profile.scheduler).submit(run, spec, rendered)
+        write_json(
+            run.submission,
+            {
+                "executor": rendered.executor,
+                "job_id": job_id,
+                "submitted_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "submit_host": socket.gethostname(),
+                "profile": profile.name,
+                "sbatch": rendered.sbatch,
+                "parameters": rendered.parameters,
+                "hpcdl": __version__,
+            },
+        )
+    except BaseException as exc:
+        shutil.rmtree(run.path, ignore_errors=True)
+        if isinstance(exc, HpcdlError):
+            raise
+        if isinstance(exc, Exception):
+            raise SubmitError(f"submission failed: {_one_line(exc)}") from None
+        raise
+    return Submission(run=run, job_id=job_id, executor=rendered.executor)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------------------------------------
+# what runs inside the job (on the compute node, under submitit)
+
+
+class JobScriptFailed(RuntimeError):
+    pass
+
+
+def run_script(run_dir: str) -> int:
+    """Run the rendered job.sh, streaming its output to job.log; record how it ended in exit.json.
+
+    Signals that reach this process (scancel, the local controller, `hpcdl cancel`) are forwarded to the
+    script's whole process group, so torchrun and its workers stop with it.
+    """
+    run = RunDir(Path(run_dir))
+    with open(run.job_log, "ab", buffering=0) as log:
+        proc = subprocess.Popen(
+            ["bash", str(run.script)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=run.path,
+            start_new_session=True,
+        )
+
+    def forward(signum, _frame):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    started = time.time()
+    rc = proc.wait()
+    if rc == 0:
+        state = "COMPLETED"
+    elif run.cancel.exists():
+        state = "CANCELLED"
+    else:
+        state = "FAILED"
+    write_json(
+        run.exit,
+        {"returncode": rc, "state": state, "started": started, "ended": time.time(), "host": socket.gethostname()},
+    )
+    if rc != 0:
+        raise JobScriptFailed(f"job script exited with status {rc}; see {run.job_log}")
+    return rc
+
+
+# ----------------------------------------------------------------------------------------------------------
+# backends
+
+
+class _Local:
+    """submitit's LocalExecutor, with the controller detached from the submitting terminal."""
+
+    def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
+        import submitit
+
+        class DetachedLocalExecutor(submitit.LocalExecutor):
+            # The controller must not hold the caller's stdout (a pipe would stay open until the job
+            # ends) nor share its process group (Ctrl-C in the terminal must not kill the job).
+            def _submit_command(self, command: str):
+                from submitit.local import local as sl
+
+                env = dict(os.environ)
+                env.update(
+                    SUBMITIT_LOCAL_NTASKS="1",
+                    SUBMITIT_LOCAL_COMMAND=command,
+                    SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters["timeout_min"])),
+                    SUBMITIT_LOCAL_SIGNAL_DELAY_S="30",
+                    SUBMITIT_LOCAL_NODEID="0",
+                    SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+                    SUBMITIT_STDERR_TO_STDOUT="1",
+                    SUBMITIT_EXECUTOR="local",
+                    SUBMITIT_LOCAL_WITH_SHELL="",
+                    CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(self.parameters["gpus_per_node"])),
+                )
+                with open(os.devnull, "rb") as devnull_in, open(run.submitit / "controller.log", "ab") as out:
+                    process = subprocess.Popen(
+                        [sys.executable, "-m", "submitit.local._local", str(self.folder)],
+                        env=env,
+                        stdin=devnull_in,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                return sl.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+        executor = DetachedLocalExecutor(folder=run.submitit)
+        executor.update_parameters(**rendered.parameters)
+        job = executor.submit(run_script, str(run.path))
+        return str(job.job_id)
+
+    def state(self, run: RunDir, sub: dict) -> str:
+        ended = read_json(run.exit)
+        if ended:
+            return ended["state"]
+        if _local_controller_alive(int(sub["job_id"]), run):
+            return "RUNNING"
+        return "CANCELLED" if run.cancel.exists() else "LOST"
+
+    def cancel(self, run: RunDir, sub: dict) -> None:
+        pid = int(sub["job_id"])
+        if _local_controller_alive(pid, run):
+            os.kill(pid, signal.SIGTERM)  # the controller forwards it to run_script, which forwards it on
+
+
+def _local_controller_alive(pid: int, run: RunDir) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"submitit.local._local" in cmdline and str(run.submitit).encode() in cmdline
+
+
+class _Slurm:
+    """submitit's SlurmExecutor. use_srun=False: the rendered script owns the launch."""
+
+    # submitit's parameter names for the SLURM options it knows; the rest go in additional_parameters
+    KNOWN = {
+        "job-name": "job_name",
+        "partition": "partition",
+        "nodes": "nodes",
+        "ntasks-per-node": "ntasks_per_node",
+        "cpus-per-task": "cpus_per_task",
+        "gres": "gres",
+    }
+
+    def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
+        import submitit
+
+        params: dict[str, Any] = {"time": spec.time_limit, "use_srun": False, "stderr_to_stdout": True}
+        extra: dict[str, str] = {}
+        for key, value in rendered.sbatch.items():
+            if key == "time":
+                continue
+            if key in self.KNOWN:
+                params[self.KNOWN[key]] = int(value) if value.isdigit() else value
+            else:
+                extra[key] = value
+        if extra:
+            params["additional_parameters"] = extra
+        executor = submitit.SlurmExecutor(folder=run.submitit, python=shlex.quote(sys.executable))
+        executor.update_parameters(**params)
+        try:
+            job = executor.submit(run_script, str(run.path))
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
+            raise SubmitError(f"sbatch refused the job: {detail[-1] if detail else exc}") from None
+        return str(job.job_id)
+
+    def state(self, run: RunDir, sub: dict) -> str:
+        import submitit
+
+        state = submitit.SlurmJob(folder=run.submitit, job_id=sub["job_id"]).state
+        state = state.split()[0].rstrip("+") if state else "UNKNOWN"
+        ended = read_json(run.exit)
+        if state in ("UNKNOWN", "COMPLETED", "FAILED") and ended:
+            return ended["state"]
+        return state
+
+    def cancel(self, run: RunDir, sub: dict) -> None:
+        subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)
+
+
+_BACKENDS = {"local": _Local, "slurm": _Slurm}
+
+
+def _backend(name: str):
+    return _BACKENDS[name]()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# state, cancel, wait (used by status, logs, cancel and submit --wait)
+
+
+def submission(run: RunDir) -> dict:
+    sub = read_json(run.submission)
+    if not sub:
+        raise UsageError(f"run {run.run_id} has no submission record ({run.submission})")
+    return sub
+
+
+def state(run: RunDir) -> str:
+    sub = submission(run)
+    return _backend(sub["executor"]).state(run, sub)
+
+
+def cancel(run: RunDir) -> str:
+    """Cancel a run; return its state before cancelling."""
+    sub = submission(run)
+    before = _backend(sub["executor"]).state(run, sub)
+    if before in TERMINAL:
+        return before
+    write_json(run.cancel, {"time": time.time(), "by": os.environ.get("USER", "")})
+    _backend(sub["executor"]).cancel(run, sub)
+    return before
+
+
+def wait(run: RunDir, timeout_s: float, poll_s: float = 1.0) -> str:
+    """Block until the run reaches a terminal state or timeout_s passes; return the last state seen."""
+    deadline = time.monotonic() + timeout_s
+    current = state(run)
+    while current not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        current = state(run)
+    return current

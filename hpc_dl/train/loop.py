@@ -1,0 +1,202 @@
+"""The one training loop every entrypoint shares: _run_batch, _run_epoch, evaluate, train.
+
+A strategy hands in its wrapped model and optimizer; the loop times each epoch, splits it into data
+wait and compute, all-reduces [sum, count] metrics across ranks, and writes the events. Throughput is
+the global sample count over the slowest rank's epoch time, never rank 0 x N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .env import DistEnv
+from .events import Events
+
+
+@dataclass
+class Trainer:
+    cfg: TrainConfig
+    env: DistEnv
+    events: Events
+    strategy: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: torch.utils.data.DataLoader
+    sampler: object
+    test_loader: torch.utils.data.DataLoader
+    info: dict = field(default_factory=dict)  # extra run_start fields from the strategy
+
+    def __post_init__(self) -> None:
+        self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        dev = self.env.device.type
+        if self.cfg.precision == "fp32":
+            self.autocast = contextlib.nullcontext
+        else:
+            dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+            self.autocast = lambda: torch.autocast(device_type=dev, dtype=dtype)
+        self.scaler = torch.amp.GradScaler(dev, enabled=self.cfg.precision == "fp16")
+        self.history: list[dict] = []
+
+    # -- one step
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+        self.scaler.scale(loss / len(y)).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach()), int((out.argmax(1) == y).sum())
+
+    def _run_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        loss_sum, correct, samples, data_s = 0.0, 0, 0, 0.0
+        start = time.perf_counter()
+        fetch = time.perf_counter()
+        for x, y in self.train_loader:
+            x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
+            data_s += time.perf_counter() - fetch
+            batch_loss, batch_correct = self._run_batch(x, y)
+            loss_sum += batch_loss
+            correct += batch_correct
+            samples += len(y)
+            fetch = time.perf_counter()
+        if self.env.device.type == "cuda":
+            torch.cuda.synchronize(self.env.device)
+        rank_time = time.perf_counter() - start
+        g_loss, g_correct, g_samples = self.env.all_reduce([loss_sum, correct, samples])
+        (g_time,) = self.env.all_reduce([rank_time], op="max")
+        return {
+            "epoch": epoch,
+            "time(s)": g_time,
+            "rank_time(s)": rank_time,
+            "rank_data_time(s)": data_s,
+            "samples": int(g_samples),
+            "rank_samples": samples,
+            "throughput(samples/s)": g_samples / g_time if g_time > 0 else None,
+            "loss": g_loss / g_samples if g_samples else None,
+            "accuracy": g_correct / g_samples if g_samples else None,
+        }
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict:
+        self.model.eval()
+        start = time.perf_counter()
+        loss_sum, correct, count = 0.0, 0, 0
+        for x, y in self.test_loader:
+            x, y = x.to(self.env.device), y.to(self.env.device)
+            with self.autocast():
+                out = self.model(x)
+            loss_sum += float(self.loss_fn(out.float(), y))
+            correct += int((out.argmax(1) == y).sum())
+            count += len(y)
+        g_loss, g_correct, g_count = self.env.all_reduce([loss_sum, correct, count])
+        return {
+            "epoch": epoch,
+            "test_loss": g_loss / g_count if g_count else None,
+            "test_accuracy": g_correct / g_count if g_count else None,
+            "test_samples": int(g_count),
+            "time(s)": time.perf_counter() - start,
+        }
+
+    # -- the run
+    def start_record(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "world_size": self.env.world_size,
+            "local_world_size": self.env.local_world_size,
+            "local_rank": self.env.local_rank,
+            "hostname": self.env.hostname,
+            "model": self.cfg.model,
+            "dataset": self.cfg.dataset,
+            "batch_size": self.cfg.batch_size,
+            "global_batch_size": self.cfg.batch_size * self.env.world_size,
+            "epochs": self.cfg.epochs,
+            "lr": self.cfg.lr,
+            "precision": self.cfg.precision,
+            "train_samples": len(self.train_loader.dataset),
+            "test_samples": len(self.test_loader.dataset) * self.env.world_size,
+            "device": self.env.device.type,
+            "device_name": self.env.device_name(),
+            "backend": self.env.backend,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            **self.info,
+        }
+
+    def train(self) -> dict:
+        ev, log = self.events, self.events.log
+        ev.emit("run_start", **self.start_record())
+        log.info(
+            "start: %s %s on %s, %d worker(s), device %s",
+            self.strategy,
+            self.cfg.model,
+            self.cfg.dataset,
+            self.env.world_size,
+            self.env.device_name(),
+        )
+        t0 = time.perf_counter()
+        last_eval: dict = {}
+        for epoch in range(1, self.cfg.epochs + 1):
+            stats = self._run_epoch(epoch)
+            ev.emit("epoch_stop", **stats)
+            self.history.append(stats)
+            log.info(
+                "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
+                epoch,
+                self.cfg.epochs,
+                stats["time(s)"],
+                stats["throughput(samples/s)"] or 0,
+                stats["loss"] or 0,
+                stats["accuracy"] or 0,
+            )
+            last_eval = self.evaluate(epoch)
+            ev.emit("eval", **last_eval)
+            log.info(
+                "eval %d: test accuracy %.4f on %d images",
+                epoch,
+                last_eval["test_accuracy"] or 0,
+                last_eval["test_samples"],
+            )
+        total = time.perf_counter() - t0
+        ev.emit("run_stop", status="success", **{"time(s)": total})
+        result = {
+            "status": "success",
+            "strategy": self.strategy,
+            "world_size": self.env.world_size,
+            "epochs": self.cfg.epochs,
+            "time(s)": total,
+            "test_accuracy": last_eval.get("test_accuracy"),
+            "throughput(samples/s)": [h["throughput(samples/s)"] for h in self.history],
+        }
+        ev.write_result(result)
+        log.info("done in %.2f s", total)
+        return result
+
+
+def run_main(strategy: str, cfg: TrainConfig, env: DistEnv, body) -> int:
+    """Run an entrypoint's body with events open, and record a failure as run_stop before re-raising."""
+    from .events import rank_dir
+
+    events = Events(rank_dir(cfg.run_dir), env.rank)
+    try:
+        body(events)
+        return 0
+    except BaseException as exc:
+        events.emit("run_stop", status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        events.log.error("failed: %s\n%s", exc, traceback.format_exc())
+        raise
+    finally:
+        events.close()
+        env.close()
