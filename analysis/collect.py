@@ -74,7 +74,9 @@ def _fmt(value, column: str) -> str:
 def _table(df: pd.DataFrame, headers: dict[str, str]) -> str:
     from tabulate import tabulate
 
-    rows = [[_fmt(v, c) for c, v in zip(headers, rec, strict=True)] for rec in df[list(headers)].itertuples(index=False)]
+    rows = [
+        [_fmt(v, c) for c, v in zip(headers, rec, strict=True)] for rec in df[list(headers)].itertuples(index=False)
+    ]
     return tabulate(rows, headers=list(headers.values()), tablefmt="github", disable_numparse=True)
 
 

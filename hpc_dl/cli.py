@@ -54,7 +54,9 @@ runs_dir_option = click.option(
 )
 
 
-@click.group(cls=HpcdlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    name="hpcdl", cls=HpcdlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="hpcdl")
 def cli() -> None:
     """Distributed deep-learning experiments, from a SLURM login node to a scaling report.

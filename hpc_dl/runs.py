@@ -75,7 +75,7 @@ def check_study(study: str) -> str:
 
 
 def new_run_id(strategy: str, nodes: int, gpus: int) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{strategy}-{nodes}x{gpus}-{secrets.token_hex(3)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{strategy}-{nodes}x{gpus}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""collect over hand-made run folders: exact tables, corrupt lines skipped and counted, failures listed."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hpc_dl.analysis import collect as col
+from hpc_dl.analysis import scaling
+
+from hpc_dl.runs import RunDir
+from hpc_dl.spec import JobSpec
+
+
+def make_run(
+    root: Path,
+    run_id: str,
+    gpus: int,
+    throughputs: list[float],
+    *,
+    state: str | None = "COMPLETED",
+    accuracy: float = 0.8,
+    nodes: int = 1,
+    batch: int = 64,
+    extra_lines: str = "",
+    failure: str | None = None,
+    model: str = "mnist-cnn",
+) -> RunDir:
+    run = RunDir.create(root, "study", run_id)
+    spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model)
+    run.spec.write_text(json.dumps(spec.to_dict()))
+    world = nodes * gpus
+    samples = 1000
+    for rank in range(world):
+        lines = [
+            json.dumps(
+                {
+                    "event": "run_start",
+                    "time": 0,
+                    "rank": rank,
+                    "world_size": world,
+                    "device": "cpu",
+                    "device_name": "cpu",
+                    "global_batch_size": batch * world,
+                }
+            )
+        ]
+        for e, thr in enumerate(throughputs, start=1):
+            lines.append(
+                json.dumps(
+                    {
+                        "event": "epoch_stop",
+                        "time": e,
+                        "rank": rank,
+                        "epoch": e,
+                        "time(s)": samples / thr,
+                        "samples": samples,
+                        "throughput(samples/s)": thr,
+                        "loss": 1.0 / e,
+                        "accuracy": 0.5,
+                        "rank_data_time(s)": 0.1 * (rank + 1),
+                    }
+                )
+            )
+            lines.append(
+                json.dumps(
+                    {
+                        "event": "eval",
+                        "time": e,
+                        "rank": rank,
+                        "epoch": e,
+                        "test_accuracy": accuracy,
+                        "test_samples": 100,
+                    }
+                )
+            )
+        if failure and rank == world - 1:
+            lines.append(
+                json.dumps({"event": "run_stop", "time": 9, "rank": rank, "status": "failed", "error": failure})
+            )
+        run.rank_events(rank).write_text("\n".join(lines) + "\n" + extra_lines)
+    if state is not None:
+        run.exit.write_text(json.dumps({"state": state, "returncode": 0 if state == "COMPLETED" else 1}))
+    if state == "COMPLETED":
+        run.result.write_text(json.dumps({"status": "success", "test_accuracy": accuracy}))
+    return run
+
+
+@pytest.fixture
+def study(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    make_run(root, "a-1", 1, [50.0, 100.0, 100.0])  # epoch 1 is warm-up: 100 samples/s
+    make_run(
+        root,
+        "a-2",
+        2,
+        [90.0, 180.0, 180.0],
+        accuracy=0.75,
+        extra_lines='{"event": "epoch_stop", "epo\n\x00garbage\n[1, 2]\n',
+    )  # 3 bad lines x 2 ranks
+    make_run(root, "a-4", 4, [100.0, 250.0, 350.0])  # mean of 250 and 350 = 300
+    make_run(root, "b-2", 2, [10.0, 20.0], state="FAILED", failure="RuntimeError: boom")
+    make_run(root, "c-2", 2, [10.0], state=None)  # still running, or died without a record
+    return root / "study"
+
+
+def test_scaling_table_exact(study):
+    report = col.collect([study])
+    s = report.scaling
+    assert list(s["workers"]) == [1, 2, 4]
+    assert list(s["throughput"]) == [100.0, 180.0, 300.0]
+    assert list(s["time_per_epoch_s"]) == pytest.approx([10.0, 1000 / 180, (4.0 + 1000 / 350) / 2])
+    assert list(s["speedup"]) == pytest.approx([1.0, 1.8, 3.0])
+    assert list(s["efficiency"]) == pytest.approx([1.0, 0.9, 0.75])
+    assert math.isnan(s["karp_flatt"][0])
+    assert list(s["karp_flatt"][1:]) == pytest.approx([(1 / 1.8 - 1 / 2) / (1 - 1 / 2), (1 / 3 - 1 / 4) / (1 - 1 / 4)])
+    assert list(s["test_accuracy"]) == [0.8, 0.75, 0.8]
+    assert set(s["baseline_run"]) == {"a-1"}
+    assert list(s["timed_epochs"]) == [2, 2, 2]
+
+
+def test_corrupt_lines_are_skipped_and_counted(study):
+    report = col.collect([study])
+    assert report.skipped_lines == 6
+    assert "Skipped 6 corrupt or truncated log line(s)." in report.markdown
+
+
+def test_failed_and_unfinished_runs_are_listed_with_state_and_reason(study):
+    report = col.collect([study])
+    bad = report.not_completed.set_index("run")
+    assert bad.loc["b-2", "state"] == "FAILED"
+    assert bad.loc["b-2", "reason"] == "rank 1: RuntimeError: boom"
+    assert bad.loc["c-2", "state"] == "UNFINISHED"
+    assert bad.loc["c-2", "reason"] == "1 of 1 epochs logged; no exit record"
+    md = report.markdown
+    assert "| b-2   | ddp        | 2         | FAILED     | rank 1: RuntimeError: boom" in md
+    assert md.startswith("# Scaling report\n\n5 run(s) found, 3 completed.\n")
+
+
+def test_markdown_table_rows(study):
+    lines = col.collect([study]).markdown.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| strategy"))
+    assert lines[header + 2].split("|")[6:15] == [
+        " 1         ",
+        " 1       ",
+        " 1      ",
+        " 10.000           ",
+        " 100.0       ",
+        " 1.000     ",
+        " 1.000        ",
+        " -              ",
+        " 0.800      ",
+    ]
+    assert "- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU." in lines
+
+
+def test_a_run_with_a_corrupt_spec_is_listed_not_fatal(study):
+    broken = study / "zz-broken"
+    (broken / "events").mkdir(parents=True)
+    (broken / "spec.json").write_text('{"strategy": "ddp", "nod')
+    report = col.collect([study])
+    row = report.runs.set_index("run").loc["zz-broken"]
+    assert (row["state"], row["reason"]) == ("CORRUPT", "unreadable spec.json")
+
+
+def test_write_outputs(study, tmp_path):
+    report = col.collect([study])
+    written = col.write(report, tmp_path / "out")
+    assert [p.name for p in written] == [
+        "scaling.csv",
+        "runs.csv",
+        "epochs.csv",
+        "scaling.md",
+        "throughput.png",
+        "speedup.png",
+    ]
+    assert (tmp_path / "out" / "speedup.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+    data = col.to_json(report)
+    assert [r["workers"] for r in data["scaling"]] == [1, 2, 4]
+    assert data["scaling"][0]["karp_flatt"] is None
+
+
+def test_repeats_are_combined_by_median(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "r1", 1, [100.0])
+    make_run(root, "r2", 1, [120.0])
+    make_run(root, "r3", 1, [200.0])
+    s = col.collect([root]).scaling
+    assert (list(s["runs"]), list(s["throughput"])) == ([3], [120.0])
+
+
+def test_groups_have_their_own_baseline(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "m1", 2, [100.0])
+    make_run(root, "m2", 4, [150.0])
+    make_run(root, "r1", 1, [10.0], model="resnet18")
+    make_run(root, "r2", 2, [19.0], model="resnet18")
+    s = col.collect([root]).scaling.set_index(["model", "workers"])
+    assert s.loc[("mnist-cnn", 4), "speedup"] == 1.5 and s.loc[("mnist-cnn", 4), "efficiency"] == 0.75
+    assert s.loc[("mnist-cnn", 4), "baseline_workers"] == 2
+    assert s.loc[("resnet18", 2), "speedup"] == pytest.approx(1.9)
+
+
+def test_karp_flatt_formula():
+    import pandas as pd
+
+    e = scaling.karp_flatt(pd.Series([1.0, 2.0, 1.0]), pd.Series([1.0, 2.0, 2.0]))
+    assert math.isnan(e[0]) and e[1] == 0.0 and e[2] == 1.0

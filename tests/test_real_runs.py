@@ -1,0 +1,184 @@
+"""Real jobs through submitit's local executor: torchrun, 2 CPU workers with gloo, Fashion-MNIST from Debian."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hpc_dl.analysis import collect as col
+
+from hpc_dl import runs as runs_mod
+from hpc_dl import submit as sub
+from tests.conftest import run_folders
+
+pytestmark = pytest.mark.slow
+
+NASTY = "\"; rm -rf ~; echo '$(id)"
+SMALL = [
+    "--profile",
+    "local",
+    "--model",
+    "mnist-cnn",
+    "--dataset",
+    "fashion-mnist",
+    "--train-samples",
+    "1024",
+    "--test-samples",
+    "256",
+    "--batch-size",
+    "32",
+]
+
+
+def submitted_run(result, runs_root: Path) -> runs_mod.RunDir:
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("submitted run ")
+    return runs_mod.resolve(first.split()[2], runs_root)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_ddp_two_workers_then_one_then_collect(hpcdl, runs_root, tmp_path):
+    result = hpcdl("submit", *SMALL, "--gpus", "2", "--epochs", "2", "--job-name", NASTY, "--wait")
+    assert result.exit_code == 0, result.output
+    run = submitted_run(result, runs_root)
+    lines = result.stdout.splitlines()
+    assert lines[1:] == [
+        f"  folder  {run.path}",
+        f"  log     {run.job_log}",
+        f"  ranks   {run.logs}/rank-<R>.log",
+        f"  follow  hpcdl logs {run.run_id} --runs-dir {runs_root} --follow",
+        f"run {run.run_id}: COMPLETED",
+    ]
+    # what ran is the saved script, with the job name quoted and intact
+    script = run.script.read_text()
+    assert f"#SBATCH --job-name={shlex.quote(NASTY)}\n" in script
+    assert json.loads(run.spec.read_text())["job_name"] == NASTY
+    assert runs_mod.read_json(run.exit)["state"] == "COMPLETED"
+    # each rank wrote its events; the throughput is global (the same on both ranks), samples add up
+    for rank in (0, 1):
+        events = [json.loads(x) for x in run.rank_events(rank).read_text().splitlines()]
+        assert [e["event"] for e in events] == ["run_start", "epoch_stop", "eval", "epoch_stop", "eval", "run_stop"]
+        assert events[0]["world_size"] == 2 and events[0]["device"] == "cpu" and events[0]["backend"] == "gloo"
+        assert [e["samples"] for e in events if e["event"] == "epoch_stop"] == [1024, 1024]
+        assert [e["rank_samples"] for e in events if e["event"] == "epoch_stop"] == [512, 512]
+    r0 = [json.loads(x) for x in run.rank_events(0).read_text().splitlines()]
+    r1 = [json.loads(x) for x in run.rank_events(1).read_text().splitlines()]
+    assert r0[1]["throughput(samples/s)"] == r1[1]["throughput(samples/s)"]
+    assert r0[1]["throughput(samples/s)"] == pytest.approx(1024 / max(r0[1]["rank_time(s)"], r1[1]["rank_time(s)"]))
+    assert runs_mod.read_json(run.result)["status"] == "success"
+    assert "[rank 1] INFO epoch 2/2" in run.rank_log(1).read_text()
+    assert "[rank 0] INFO done in" in run.job_log.read_text()
+
+    status = json.loads(hpcdl("status", "--json").stdout)
+    assert [(s["run"], s["state"], s["executor"]) for s in status] == [(run.run_id, "COMPLETED", "local")]
+    assert hpcdl("logs", run.run_id, "--rank", "1").stdout == run.rank_log(1).read_text()
+
+    one = hpcdl("submit", *SMALL, "--gpus", "1", "--epochs", "2", "--wait")
+    assert one.exit_code == 0, one.output
+    report = col.collect([runs_root])
+    s = report.scaling
+    assert list(s["workers"]) == [1, 2] and list(s["runs"]) == [1, 1]
+    assert s["speedup"][0] == 1.0 and s["speedup"][1] > 0
+    assert (s["test_accuracy"] > 0.1).all()
+    result = hpcdl("collect", str(runs_root), "--out", str(tmp_path / "results"))
+    assert result.exit_code == 0
+    assert result.stdout.startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "epochs.csv",
+        "runs.csv",
+        "scaling.csv",
+        "scaling.md",
+        "speedup.png",
+        "throughput.png",
+    ]
+
+
+def test_logs_follow_streams_while_the_job_runs(hpcdl, runs_root):
+    result = hpcdl("submit", *SMALL, "--gpus", "2", "--epochs", "4")
+    run = submitted_run(result, runs_root)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "hpc_dl.cli", "logs", run.run_id, "--follow", "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    seen_while_running = False
+    out = []
+    for line in follow.stdout:
+        out.append(line)
+        if "INFO epoch 1/4" in line:
+            seen_while_running = not run.exit.exists()
+    assert follow.wait(timeout=120) == 0
+    assert seen_while_running, "the first epoch's line arrived only after the job ended"
+    assert "".join(out) == run.job_log.read_text()
+    assert follow.stderr.read() == f"[hpcdl] run {run.run_id}: COMPLETED\n"
+
+
+def test_cancel_stops_every_process(hpcdl, runs_root):
+    result = hpcdl(
+        "submit",
+        "--profile",
+        "local",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "resnet18",
+        "--gpus",
+        "2",
+        "--train-samples",
+        "100000",
+        "--epochs",
+        "50",
+    )
+    run = submitted_run(result, runs_root)
+    wait_for(lambda: run.rank_events(1).exists() and run.rank_events(1).stat().st_size > 0, 60, "rank 1 to start")
+    assert sub.state(run) == "RUNNING"
+    assert hpcdl("status").stdout.splitlines()[1].endswith("RUNNING")
+    cancelled = hpcdl("cancel", run.run_id)
+    assert cancelled.stdout == f"cancelled run {run.run_id} (was RUNNING)\n"
+    assert wait_for(lambda: sub.state(run) in sub.TERMINAL and sub.state(run), 30, "the run to end") == "CANCELLED"
+
+    def no_process_left():  # the submitit task and controller exit right after the script's exit is recorded
+        return subprocess.run(["pgrep", "-f", str(run.path)], capture_output=True, text=True).stdout == ""
+
+    wait_for(no_process_left, 15, "every process of the run to exit")
+    assert hpcdl("cancel", run.run_id).stdout == f"run {run.run_id} already ended: CANCELLED\n"
+    row = col.collect([runs_root]).runs.iloc[0]
+    assert row["state"] == "CANCELLED"
+
+
+def test_a_failing_job_is_failed_with_its_reason(hpcdl, runs_root, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = hpcdl(
+        "submit",
+        "--profile",
+        "local",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(tmp_path / "empty"),
+        "--gpus",
+        "2",
+        "--wait",
+    )
+    assert result.exit_code == 1
+    run = submitted_run(result, runs_root)
+    assert result.stdout.splitlines()[-1] == f"run {run.run_id}: FAILED"
+    row = col.collect([runs_root]).runs.iloc[0]
+    assert row["state"] == "FAILED"
+    assert row["reason"].startswith(f"rank 0: DataError: mnist not found under {tmp_path / 'empty'}: ")
+    assert len(run_folders(runs_root)) == 1
