@@ -12,7 +12,6 @@ PY := $(VENV)/bin/python
 VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
-SYSTEM_STAMP := $(VENV)/.hpcdl-system
 DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev
 
 STUDY ?= scaling-study
@@ -38,15 +37,13 @@ $(VENV_STAMP): $(VENV_INPUTS)
 	@touch $@
 
 # Debian packages: the offline Fashion-MNIST data set and OpenMPI (for mpirun/mpi4py).
-system: $(SYSTEM_STAMP)
-
-$(SYSTEM_STAMP): | $(VENV_STAMP)
+# Checked every time (dpkg answers in milliseconds), installed only when missing.
+system:
 	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEBIAN_PACKAGES); \
 	fi
-	@touch $@
 
 scaling-study: venv system
 	@rm -rf $(RUNS_DIR)/$(STUDY)
