@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpc_dl import triage
 from hpc_dl.runs import RunDir, find_runs, read_json
 
 RUN_COLUMNS = [
@@ -28,6 +29,7 @@ RUN_COLUMNS = [
     "precision",
     "epochs",
     "epochs_done",
+    "restarts",
     "device",
     "device_name",
     "state",
@@ -111,10 +113,11 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
     # the global (all-reduced) values are the same on every rank: take them from the lowest rank that has them
     epochs: dict[int, dict] = {}
     data_time: dict[int, float] = {}
-    failure = None
     for rank in sorted(by_rank):
         for ev in by_rank[rank]:
             kind = ev["event"]
+            if kind == "run_start" and rank == min(by_rank):
+                row["restarts"] = (row["restarts"] or 0) + 1
             if kind == "run_start" and row["device"] is None:
                 row.update(
                     device=ev.get("device"),
@@ -144,19 +147,19 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
             elif kind == "eval" and isinstance(ev.get("epoch"), int) and ev["epoch"] in epochs:
                 if epochs[ev["epoch"]]["test_accuracy"] is None:
                     epochs[ev["epoch"]]["test_accuracy"] = _num(ev.get("test_accuracy"))
-            elif kind == "run_stop" and ev.get("status") != "success" and failure is None:
-                failure = f"rank {rank}: {ev.get('error', 'failed')}"
     for e, rec in epochs.items():
         rec["workers"] = row["workers"]
         rec["data_time_s"] = data_time.get(e)
     row["epochs_done"] = len(epochs)
+    row["restarts"] = max((row["restarts"] or 1) - 1, 0)
 
     ended = read_json(run.exit)
     result = read_json(run.result)
+    failure = triage.failed_rank(by_rank)
     if isinstance(ended, dict) and ended.get("state"):
         row["state"] = ended["state"]
         if ended["state"] != "COMPLETED":
-            row["reason"] = failure or f"job script exited with status {ended.get('returncode')}"
+            row["reason"] = triage.reason(run, by_rank)
     elif isinstance(result, dict) and result.get("status") == "success":
         row["state"] = "COMPLETED"
     elif failure:

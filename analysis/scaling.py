@@ -67,9 +67,8 @@ def scaling_table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=COLUMNS)
     points = (
-        table.groupby(GROUP + ["workers"], dropna=False)
+        table.groupby(GROUP + ["workers", "nodes"], dropna=False)
         .agg(
-            nodes=("nodes", "first"),
             gpus_per_node=("gpus_per_node", "first"),
             global_batch_size=("global_batch_size", "first"),
             runs=("run", "count"),
@@ -81,7 +80,7 @@ def scaling_table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
             first_run=("run", "first"),
         )
         .reset_index()
-        .sort_values(GROUP + ["workers"])
+        .sort_values(GROUP + ["workers", "nodes"])
     )
     base = points.loc[
         points.groupby(GROUP, dropna=False)["workers"].idxmin(), GROUP + ["workers", "throughput", "first_run"]

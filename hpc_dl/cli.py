@@ -7,6 +7,7 @@ Heavy modules (torch, pandas, submitit) are imported inside the commands that ne
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,16 @@ class HpcdlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug in hpcdl: still one line, with a way to see more
+            if os.environ.get("HPCDL_DEBUG"):
+                raise
+            text = " ".join(str(exc).split())[:300]
+            click.echo(
+                f"Error: internal error: {type(exc).__name__}: {text} (set HPCDL_DEBUG=1 for the traceback "
+                "and please report it)",
+                err=True,
+            )
+            sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -186,6 +197,7 @@ def submit(
 def _status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
     from . import runs as runs_mod
     from . import submit as sub
+    from . import triage
 
     if refs:
         found = [runs_mod.resolve(r, root) for r in refs]
@@ -205,9 +217,12 @@ def _status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
                 "job_id": record.get("job_id"),
                 "executor": record.get("executor"),
                 "state": sub.state(run) if record else "NOT SUBMITTED",
+                "reason": None,
                 "folder": str(run.path),
             }
         )
+        if rows[-1]["state"] not in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED", "CONFIGURING"):
+            rows[-1]["reason"] = triage.reason(run)
     return rows
 
 
@@ -224,9 +239,17 @@ def status(runs: tuple[str, ...], runs_dir: str | None, as_json: bool) -> int:
     if not rows:
         click.echo(f"no runs under {_runs_root(runs_dir)}")
         return 0
-    header = ("RUN", "STUDY", "STRATEGY", "NODESxGPUS", "JOB", "STATE")
+    header = ("RUN", "STUDY", "STRATEGY", "NODESxGPUS", "JOB", "STATE", "REASON")
     table = [header] + [
-        (r["run"], r["study"], str(r["strategy"]), f"{r['nodes']}x{r['gpus']}", str(r["job_id"]), r["state"])
+        (
+            r["run"],
+            r["study"],
+            str(r["strategy"]),
+            f"{r['nodes']}x{r['gpus']}",
+            str(r["job_id"]),
+            r["state"],
+            r["reason"] or "",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -8,6 +8,7 @@
         job.log            the script's stdout and stderr, streamed while it runs
         exit.json          the script's exit: return code and final state (written by the job)
         cancel.json        written by `hpcdl cancel`
+        stop.json          a request to stop after the current epoch (written before the time limit)
         submitit/          submitit's own folder (pickles, its logs)
         logs/rank-R.log    each rank's human-readable log
         events/rank-R.jsonl  each rank's JSON-lines events (run_start, epoch_stop, eval, run_stop)
@@ -98,6 +99,7 @@ class RunDir:
     job_log = property(lambda self: self.path / "job.log")
     exit = property(lambda self: self.path / "exit.json")
     cancel = property(lambda self: self.path / "cancel.json")
+    stop = property(lambda self: self.path / "stop.json")
     submitit = property(lambda self: self.path / "submitit")
     logs = property(lambda self: self.path / "logs")
     events = property(lambda self: self.path / "events")

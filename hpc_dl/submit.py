@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +122,37 @@ class JobScriptFailed(RuntimeError):
     pass
 
 
+def max_requeues() -> int:
+    return int(os.environ.get("HPCDL_MAX_REQUEUES", "10"))
+
+
+def _note(run: RunDir, text: str) -> None:
+    with open(run.job_log, "a") as log:
+        log.write(f"[hpcdl] {text}\n")
+
+
+def stop_margin(limit_s: float) -> float:
+    """How long before the time limit the workers are asked to stop (they finish their epoch first)."""
+    return max(20.0, min(300.0, 0.25 * limit_s))
+
+
 def run_script(run_dir: str) -> int:
     """Run the rendered job.sh, streaming its output to job.log; record how it ended in exit.json.
 
     Signals that reach this process (scancel, the local controller, `hpcdl cancel`) are forwarded to the
-    script's whole process group, so torchrun and its workers stop with it.
+    script's whole process group, so torchrun and its workers stop with it. On SLURM it also watches the
+    time limit: shortly before it, it writes stop.json (the workers checkpoint and stop after their epoch)
+    and requeues the job, which then resumes from the checkpoint. A requeue also comes from SLURM itself
+    (preemption, `scontrol requeue`): the new attempt resumes the same way.
     """
     run = RunDir(Path(run_dir))
+    for stale in (run.exit, run.stop):  # left by an earlier attempt of a requeued job
+        stale.unlink(missing_ok=True)
+    job_id = os.environ.get("SLURM_JOB_ID")
+    attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+    if attempt > 1:
+        _note(run, f"attempt {attempt} of job {job_id} on {socket.gethostname()}")
+    started = time.time()
     with open(run.job_log, "ab", buffering=0) as log:
         proc = subprocess.Popen(
             ["bash", str(run.script)],
@@ -137,8 +162,10 @@ def run_script(run_dir: str) -> int:
             cwd=run.path,
             start_new_session=True,
         )
+    received: list[int] = []
 
     def forward(signum, _frame):
+        received.append(signum)
         try:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
@@ -146,21 +173,68 @@ def run_script(run_dir: str) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    started = time.time()
+    if job_id:
+        spec = read_json(run.spec) or {}
+        limit_s = 60.0 * float(spec.get("time_limit", 60))
+        watcher = threading.Thread(target=_watch_time_limit, args=(run, proc, job_id, started, limit_s), daemon=True)
+        watcher.start()
     rc = proc.wait()
-    if rc == 0:
+    result = read_json(run.result) or {}
+    if job_id and run.stop.exists() and result.get("status") != "success" and not run.cancel.exists() and not received:
+        _requeue(run, job_id, "the workers stopped before the time limit")
+    if rc == 0 and result.get("status", "success") == "success":
         state = "COMPLETED"
     elif run.cancel.exists():
         state = "CANCELLED"
+    elif received:
+        state = "TERMINATED"
     else:
         state = "FAILED"
-    write_json(
-        run.exit,
-        {"returncode": rc, "state": state, "started": started, "ended": time.time(), "host": socket.gethostname()},
-    )
-    if rc != 0:
-        raise JobScriptFailed(f"job script exited with status {rc}; see {run.job_log}")
+    record = {
+        "returncode": rc,
+        "state": state,
+        "started": started,
+        "ended": time.time(),
+        "host": socket.gethostname(),
+        "attempt": attempt,
+    }
+    if received:
+        record["signals"] = [signal.Signals(s).name for s in received]
+    write_json(run.exit, record)
+    if state != "COMPLETED":
+        raise JobScriptFailed(f"job script ended {state} (status {rc}); see {run.job_log}")
     return rc
+
+
+def _watch_time_limit(run: RunDir, proc: subprocess.Popen, job_id: str, started: float, limit_s: float) -> None:
+    def wait_until(t: float) -> bool:  # True if the script is still running at time t
+        while time.time() < t:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.5)
+        return proc.poll() is None
+
+    margin = stop_margin(limit_s)
+    if not wait_until(started + limit_s - margin):
+        return
+    write_json(run.stop, {"reason": "time limit", "time": time.time(), "job_id": job_id})
+    _note(run, f"time limit in {margin:.0f} s: asked the workers to stop after this epoch")
+    if wait_until(started + limit_s - 8):
+        _requeue(run, job_id, "the time limit is 8 s away and the workers are still running")
+
+
+def _requeue(run: RunDir, job_id: str, why: str) -> None:
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    if restarts >= max_requeues():
+        _note(run, f"not requeued: job {job_id} was already requeued {restarts} times (HPCDL_MAX_REQUEUES)")
+        return
+    _note(run, f"requeueing job {job_id}: {why}")
+    try:
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60, capture_output=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        _note(run, f"requeue failed: {exc}")
+        return
+    time.sleep(300)  # SLURM ends this attempt now; the requeued job starts again from the checkpoint
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,17 +341,47 @@ class _Slurm:
         return str(job.job_id)
 
     def state(self, run: RunDir, sub: dict) -> str:
-        import submitit
-
-        state = submitit.SlurmJob(folder=run.submitit, job_id=sub["job_id"]).state
-        state = state.split()[0].rstrip("+") if state else "UNKNOWN"
-        ended = read_json(run.exit)
-        if state in ("UNKNOWN", "COMPLETED", "FAILED") and ended:
-            return ended["state"]
-        return state
+        return slurm_state(sub["job_id"], read_json(run.exit))
 
     def cancel(self, run: RunDir, sub: dict) -> None:
         subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)
+
+
+def query_timeout() -> float:
+    return float(os.environ.get("HPCDL_QUERY_TIMEOUT", "10"))
+
+
+def _ask(argv: list[str]) -> str | None:
+    """A scheduler command's stdout, or None if it is missing, fails or does not answer in time."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=query_timeout(), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def slurm_state(job_id: str, ended: dict | None = None) -> str:
+    """A SLURM job's state from sacct, else squeue, else scontrol, else the job's own exit record.
+
+    Every query is bounded (HPCDL_QUERY_TIMEOUT, default 10 s): status never hangs, also when accounting
+    is down. Array tasks are given as <array id>_<index>.
+    """
+    out = _ask(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "JobID,State"])
+    for line in (out or "").splitlines():
+        jid, _, state = line.partition("|")
+        if jid == job_id and state:
+            return state.split()[0].rstrip("+")
+    out = _ask(["squeue", "-h", "-j", job_id, "-o", "%T"])
+    if out and out.strip():
+        return out.split()[0]
+    out = _ask(["scontrol", "show", "job", "-o", job_id])
+    if out:
+        for field in out.split():
+            if field.startswith("JobState="):
+                return field.split("=", 1)[1]
+    if ended:
+        return ended["state"]
+    return "UNKNOWN"
 
 
 _BACKENDS = {"local": _Local, "slurm": _Slurm}

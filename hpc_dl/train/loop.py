@@ -3,11 +3,21 @@
 A strategy hands in its wrapped model and optimizer; the loop times each epoch, splits it into data
 wait and compute, all-reduces [sum, count] metrics across ranks, and writes the events. Throughput is
 the global sample count over the slowest rank's epoch time, never rank 0 x N.
+
+Checkpoints and requeue: after every epoch rank 0 saves checkpoints/last.pt (atomically) with the
+model, optimizer, scaler and the epochs' records, then the ranks log the epoch. A run that starts with a
+checkpoint resumes after its last epoch (and logs any epoch the checkpoint holds that the log lacks),
+so every epoch is logged exactly once however often the job is requeued. An epoch cut short is run
+again from its start. At each epoch end the ranks agree (one all-reduce) whether a stop was requested
+(RunDir.stop, written by the job wrapper before the time limit); if so they stop cleanly with
+run_stop status "requeue", and the wrapper requeues the job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import platform
 import time
 import traceback
@@ -19,6 +29,8 @@ from torch import nn
 from .config import TrainConfig
 from .env import DistEnv
 from .events import Events
+
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -135,23 +147,91 @@ class Trainer:
             **self.info,
         }
 
+    # -- checkpoints
+    @property
+    def checkpoint_path(self):
+        return self.events.run.checkpoints / "last.pt"
+
+    def save_checkpoint(self, epoch: int, evals: list[dict]) -> None:
+        if not self.env.is_main:
+            return
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".last.pt.{os.getpid()}.tmp")
+        torch.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch,
+                "model": getattr(self.model, "module", self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "history": self.history,
+                "evals": evals,
+                "world_size": self.env.world_size,
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+
+    def load_checkpoint(self) -> tuple[int, list[dict]]:
+        """Resume from checkpoints/last.pt if there is one: (last completed epoch, its eval records)."""
+        if not self.checkpoint_path.exists():
+            return 0, []
+        state = torch.load(self.checkpoint_path, map_location=self.env.device, weights_only=False)
+        getattr(self.model, "module", self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.history = list(state["history"])
+        return int(state["epoch"]), list(state["evals"])
+
+    def _logged_epochs(self) -> set[int]:
+        done = set()
+        path = self.events.run.rank_events(self.env.rank)
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("event") == "epoch_stop":
+                done.add(rec.get("epoch"))
+        return done
+
+    def stop_requested(self) -> bool:
+        """Whether any rank sees a stop request; all ranks get the same answer."""
+        (flag,) = self.env.all_reduce([1.0 if self.events.run.stop.exists() else 0.0], op="max")
+        return flag > 0
+
+    # -- the run
     def train(self) -> dict:
         ev, log = self.events, self.events.log
-        ev.emit("run_start", **self.start_record())
+        start_epoch, evals = self.load_checkpoint()
+        record = self.start_record()
+        if start_epoch:
+            record.update(resumed_from_epoch=start_epoch, restart=int(os.environ.get("SLURM_RESTART_COUNT", "0")))
+        ev.emit("run_start", **record)
         log.info(
-            "start: %s %s on %s, %d worker(s), device %s",
+            "start: %s %s on %s, %d worker(s), device %s%s",
             self.strategy,
             self.cfg.model,
             self.cfg.dataset,
             self.env.world_size,
             self.env.device_name(),
+            f"; resuming after epoch {start_epoch}" if start_epoch else "",
         )
+        logged = self._logged_epochs()
+        for stats, ev_rec in zip(self.history, evals, strict=True):  # saved by the checkpoint, not yet logged
+            if stats["epoch"] not in logged:
+                ev.emit("epoch_stop", **stats, recovered=True)
+                ev.emit("eval", **ev_rec, recovered=True)
         t0 = time.perf_counter()
-        last_eval: dict = {}
-        for epoch in range(1, self.cfg.epochs + 1):
+        last_eval: dict = evals[-1] if evals else {}
+        for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
             stats = self._run_epoch(epoch)
-            ev.emit("epoch_stop", **stats)
+            last_eval = self.evaluate(epoch)
             self.history.append(stats)
+            evals.append(last_eval)
+            self.save_checkpoint(epoch, evals)
+            ev.emit("epoch_stop", **stats)
             log.info(
                 "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
                 epoch,
@@ -161,7 +241,6 @@ class Trainer:
                 stats["loss"] or 0,
                 stats["accuracy"] or 0,
             )
-            last_eval = self.evaluate(epoch)
             ev.emit("eval", **last_eval)
             log.info(
                 "eval %d: test accuracy %.4f on %d images",
@@ -169,6 +248,15 @@ class Trainer:
                 last_eval["test_accuracy"] or 0,
                 last_eval["test_samples"],
             )
+            if epoch < self.cfg.epochs and self.stop_requested():
+                ev.emit("run_stop", status="requeue", epoch=epoch, **{"time(s)": time.perf_counter() - t0})
+                log.info(
+                    "stop requested (%s): stopping after epoch %d of %d; the job will be requeued",
+                    _stop_reason(self.events.run.stop),
+                    epoch,
+                    self.cfg.epochs,
+                )
+                return {"status": "requeue", "epoch": epoch}
         total = time.perf_counter() - t0
         ev.emit("run_stop", status="success", **{"time(s)": total})
         result = {
@@ -183,6 +271,13 @@ class Trainer:
         ev.write_result(result)
         log.info("done in %.2f s", total)
         return result
+
+
+def _stop_reason(path) -> str:
+    try:
+        return json.loads(path.read_text()).get("reason", "unknown")
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def run_main(strategy: str, cfg: TrainConfig, env: DistEnv, body) -> int:

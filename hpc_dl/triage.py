@@ -1,0 +1,74 @@
+"""Why a run did not complete, in one line, from what it left behind. Cheap: no pandas, no torch.
+
+In order: the first rank that logged a failure (run_stop with its exception), the root cause torchrun
+printed in the job log (a rank that died from a signal logs nothing itself), the job wrapper's exit
+record (return code, signals received).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .runs import RunDir, read_json
+
+_ROOT_CAUSE = re.compile(
+    r"Root Cause \(first observed failure\):\s*\[\d+\]:\s*"
+    r"time\s*:[^\n]*\n\s*host\s*:\s*(?P<host>\S+)\s*\n\s*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
+    r"\s*exitcode\s*:\s*(?P<code>-?\d+)[^\n]*\n(?:\s*error_file[^\n]*\n)?\s*traceback\s*:\s*(?P<tb>[^\n]*)",
+)
+
+
+def failed_rank(events_by_rank: dict[int, list[dict]]) -> str | None:
+    """The lowest rank whose events say it failed, with its error."""
+    for rank in sorted(events_by_rank):
+        for ev in events_by_rank[rank]:
+            if ev.get("event") == "run_stop" and ev.get("status") == "failed":
+                return f"rank {rank}: {ev.get('error', 'failed')}"
+    return None
+
+
+def read_events(run: RunDir) -> dict[int, list[dict]]:
+    """Each rank's parsed events; lines that are not JSON objects are left out."""
+    out: dict[int, list[dict]] = {}
+    for path in run.event_files():
+        events = []
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict):
+                events.append(ev)
+        out[int(path.stem.split("-")[1])] = events
+    return out
+
+
+def launcher_failure(run: RunDir) -> str | None:
+    try:
+        text = run.job_log.read_text(errors="replace")
+    except OSError:
+        return None
+    found = list(_ROOT_CAUSE.finditer(text))
+    if not found:
+        return None
+    m = found[-1]
+    return f"rank {m['rank']} died on {m['host']} (exit code {m['code']}): {m['tb'].strip()}"
+
+
+def reason(run: RunDir, events_by_rank: dict[int, list[dict]] | None = None) -> str | None:
+    """One line on why the run failed, or None if nothing says so."""
+    if events_by_rank is None:
+        events_by_rank = read_events(run)
+    found = failed_rank(events_by_rank) or launcher_failure(run)
+    if found:
+        return found
+    ended = read_json(run.exit)
+    if isinstance(ended, dict) and ended.get("state") not in (None, "COMPLETED"):
+        signals = f", signals {', '.join(ended['signals'])}" if ended.get("signals") else ""
+        return f"job script ended {ended['state']} with status {ended.get('returncode')}{signals}"
+    return None
