@@ -92,6 +92,79 @@ def _parse_sbatch(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _spec_options(f):
+    """The JobSpec flags that submit and sweep share (all but strategy, nodes and gpus)."""
+    options = [
+        click.option(
+            "--cpus-per-task", type=int, default=None, help="CPU threads per worker (default: the profile's)."
+        ),
+        click.option("--model", default="mnist-cnn", show_default=True, help=f"One of: {', '.join(catalog.MODELS)}."),
+        click.option(
+            "--dataset", default="fashion-mnist", show_default=True, help=f"One of: {', '.join(catalog.DATASETS)}."
+        ),
+        click.option(
+            "--data-root", default=None, metavar="DIR", help="Folder that holds the data set (never downloaded)."
+        ),
+        click.option("--train-samples", type=int, default=None, help="Use only the first N training images."),
+        click.option("--test-samples", type=int, default=None, help="Use only the first N test images."),
+        click.option(
+            "--image-size", type=int, default=None, help="Resize images to this side (default: as the model needs)."
+        ),
+        click.option("--epochs", type=int, default=1, show_default=True),
+        click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size per worker."),
+        click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--precision", default="fp32", show_default=True, help=f"One of: {', '.join(catalog.PRECISIONS)}."
+        ),
+        click.option(
+            "--time",
+            "time_limit",
+            default="60",
+            show_default=True,
+            metavar="TIME",
+            help="Time limit: minutes, HH:MM:SS or D-HH:MM:SS.",
+        ),
+        click.option("--partition", default=None, help="SLURM partition (default: the profile's)."),
+        click.option("--gpu-type", default=None, help="GPU type for --gres (default: the partition's)."),
+        click.option("--job-name", default=None, help="Job name (default: hpcdl-<strategy>)."),
+        click.option(
+            "--sbatch",
+            "sbatch_opts",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Extra sbatch option, e.g. --sbatch account=myproj (repeatable).",
+        ),
+        click.option(
+            "--profile",
+            default=None,
+            help="Cluster profile (default: local without sbatch, else $HPCDL_PROFILE or discovery).",
+        ),
+        click.option(
+            "--templates",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Folder of your own templates; they win over the shipped ones.",
+        ),
+        click.option("--study", default="default", show_default=True, help="Group runs under <runs-dir>/<study>/."),
+        runs_dir_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _spec_and_profile(time_limit: str, sbatch_opts: tuple[str, ...], profile: str | None, study: str, **fields):
+    from . import profiles
+    from .runs import check_study
+    from .spec import JobSpec, parse_time
+
+    spec = JobSpec(time_limit=parse_time(time_limit), sbatch=_parse_sbatch(sbatch_opts), **fields)
+    prof = profiles.load(profile)
+    check_study(study)
+    return spec, prof
+
+
 @cli.command()
 @click.option("--strategy", default="ddp", show_default=True, help=f"One of: {', '.join(strategies.STRATEGIES)}.")
 @click.option("--nodes", type=int, default=1, show_default=True, help="Number of nodes.")
@@ -102,47 +175,7 @@ def _parse_sbatch(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="GPUs per node; on a node without GPUs, worker processes per node.",
 )
-@click.option("--cpus-per-task", type=int, default=None, help="CPU threads per worker (default: the profile's).")
-@click.option("--model", default="mnist-cnn", show_default=True, help=f"One of: {', '.join(catalog.MODELS)}.")
-@click.option("--dataset", default="fashion-mnist", show_default=True, help=f"One of: {', '.join(catalog.DATASETS)}.")
-@click.option("--data-root", default=None, metavar="DIR", help="Folder that holds the data set (never downloaded).")
-@click.option("--train-samples", type=int, default=None, help="Use only the first N training images.")
-@click.option("--test-samples", type=int, default=None, help="Use only the first N test images.")
-@click.option("--image-size", type=int, default=None, help="Resize images to this side (default: as the model needs).")
-@click.option("--epochs", type=int, default=1, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size per worker.")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--precision", default="fp32", show_default=True, help=f"One of: {', '.join(catalog.PRECISIONS)}.")
-@click.option(
-    "--time",
-    "time_limit",
-    default="60",
-    show_default=True,
-    metavar="TIME",
-    help="Time limit: minutes, HH:MM:SS or D-HH:MM:SS.",
-)
-@click.option("--partition", default=None, help="SLURM partition (default: the profile's).")
-@click.option("--gpu-type", default=None, help="GPU type for --gres (default: the partition's).")
-@click.option("--job-name", default=None, help="Job name (default: hpcdl-<strategy>).")
-@click.option(
-    "--sbatch",
-    "sbatch_opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Extra sbatch option, e.g. --sbatch account=myproj (repeatable).",
-)
-@click.option(
-    "--profile", default=None, help="Cluster profile (default: local without sbatch, else $HPCDL_PROFILE or discovery)."
-)
-@click.option(
-    "--templates",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of your own templates; they win over the shipped ones.",
-)
-@click.option("--study", default="default", show_default=True, help="Group runs under <runs-dir>/<study>/.")
-@runs_dir_option
+@_spec_options
 @click.option("--dry-run", is_flag=True, help="Print the job script and submission parameters; submit nothing.")
 @click.option("--wait", is_flag=True, help="Block until the job ends; exit with its status.")
 def submit(
@@ -157,15 +190,10 @@ def submit(
     **fields,
 ) -> int:
     """Render a job script for a strategy and submit it (SLURM or this machine)."""
-    from . import profiles
     from . import submit as sub
-    from .runs import check_study
-    from .spec import JobSpec, parse_time
 
-    spec = JobSpec(time_limit=parse_time(time_limit), sbatch=_parse_sbatch(sbatch_opts), **fields)
-    prof = profiles.load(profile)
+    spec, prof = _spec_and_profile(time_limit, sbatch_opts, profile, study, **fields)
     root = _runs_root(runs_dir)
-    check_study(study)
     if dry_run:
         run_id, run_path, rendered = sub.plan(spec, prof, root, study, templates)
         click.echo(rendered.script, nl=False)
@@ -186,9 +214,119 @@ def submit(
     click.echo(f"  follow  hpcdl logs {s.run.run_id} --runs-dir {root} --follow")
     if not wait:
         return 0
-    state = sub.wait(s.run, timeout_s=spec.time_limit * 60 + 300)
+    limit = spec.time_limit * 60 + 300
+    state = sub.wait(s.run, timeout_s=limit)
+    if state not in sub.TERMINAL:
+        click.echo(
+            f"run {s.run.run_id}: still {state} after waiting {limit} s (its time limit + 5 min); not waiting on"
+        )
+        return 1
     click.echo(f"run {s.run.run_id}: {state}")
     return 0 if state == "COMPLETED" else 1
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+
+
+@cli.command()
+@click.option(
+    "--strategy",
+    "strategy_list",
+    default="ddp",
+    show_default=True,
+    metavar="LIST",
+    help=f"Strategies, comma-separated, from: {', '.join(strategies.STRATEGIES)}.",
+)
+@click.option("--nodes", "nodes_list", default="1", show_default=True, metavar="LIST", help="Node counts, e.g. 1,2.")
+@click.option(
+    "--gpus",
+    "gpus_list",
+    default="1,2",
+    show_default=True,
+    metavar="LIST",
+    help="GPUs (or CPU workers) per node, e.g. 1,2,4.",
+)
+@click.option("--repeats", type=int, default=1, show_default=True, help="Runs of every point.")
+@click.option("--throttle", type=int, default=4, show_default=True, help="At most this many array tasks at once (%k).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the collect job writes the report (default: results/<study>).",
+)
+@click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array.")
+@_spec_options
+@click.option("--dry-run", is_flag=True, help="Print the points and the array's parameters; submit nothing.")
+@click.option("--wait", is_flag=True, help="Block until the sweep and its collect job end.")
+def sweep(
+    strategy_list: str,
+    nodes_list: str,
+    gpus_list: str,
+    repeats: int,
+    throttle: int,
+    out: Path | None,
+    no_collect: bool,
+    dry_run: bool,
+    wait: bool,
+    profile: str | None,
+    templates: Path | None,
+    study: str,
+    runs_dir: str | None,
+    time_limit: str,
+    sbatch_opts: tuple[str, ...],
+    **fields,
+) -> int:
+    """Submit strategies x nodes x GPUs x repeats as ONE job array, with a collect job chained after it.
+
+    Every array task gets the sweep's largest allocation (SLURM gives all tasks of an array the same
+    resources) and launches only its own point's nodes and GPUs. On the local profile the points run
+    one after another, then collect.
+    """
+    from . import submit as sub
+    from .sweep import expand, parse_list
+
+    strategies_ = parse_list(strategy_list, "--strategy")
+    nodes = parse_list(nodes_list, "--nodes", int)
+    gpus = parse_list(gpus_list, "--gpus", int)
+    base, prof = _spec_and_profile(
+        time_limit, sbatch_opts, profile, study, strategy=strategies_[0], nodes=nodes[0], gpus=gpus[0], **fields
+    )
+    points = expand(base, strategies_, nodes, gpus, repeats)
+    root = _runs_root(runs_dir)
+    out = None if no_collect else (out or Path("results") / study)
+    if dry_run:
+        sbatch = sub.plan_sweep(points, prof)
+        click.echo(
+            f"# sweep: {len(points)} point(s) as one job array, at most {throttle} at once (dry run: nothing "
+            "was submitted)"
+        )
+        click.echo(f"# every task's allocation ({prof.name}):")
+        for key, value in sbatch.items():
+            click.echo(f"#   {key}: {value}")
+        for i, p in enumerate(points):
+            click.echo(f"# [{i}] {p.spec.strategy} {p.spec.nodes}x{p.spec.gpus} repeat {p.repeat}")
+        click.echo(f"# then: collect into {out}" if out else "# then: no collect job")
+        return 0
+    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle)
+    click.echo(
+        f"submitted sweep of {len(s.runs)} run(s) as job {s.job_id} ({s.executor} executor, at most {throttle} at once)"
+    )
+    if s.collect_job_id:
+        click.echo(f"  collect  job {s.collect_job_id} after it (afterany) -> {out}")
+    click.echo(f"  runs     {s.runs[0].path.parent}")
+    click.echo(f"  record   {s.record}")
+    click.echo(f"  watch    hpcdl status --runs-dir {root}")
+    if not wait:
+        return 0
+    limit = sum(p.spec.time_limit for p in points) * 60 + 600
+    final = sub.wait_job(s.executor, s.collect_job_id or s.job_id, timeout_s=limit)
+    states = [sub.state(r) for r in s.runs]
+    done = states.count("COMPLETED")
+    click.echo(f"sweep {s.job_id}: {done} of {len(states)} run(s) completed" + (f"; collect {final}" if out else ""))
+    if out and (Path(out) / "scaling.md").exists():
+        click.echo(f"  table    {Path(out) / 'scaling.md'}")
+        click.echo(f"  plots    {Path(out) / 'throughput.png'}, {Path(out) / 'speedup.png'}")
+    return 0 if done == len(states) else 1
 
 
 # ---------------------------------------------------------------------------------------------------- status

@@ -7,6 +7,7 @@ are computed here.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,20 +130,9 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "entrypoint": strategy.entrypoint,
         "entry_args": entry_args(spec, ctx.run_dir),
     }
-    loaders = [jinja2.FileSystemLoader(str(_shipped_templates()))]
-    if ctx.templates is not None:
-        if not Path(ctx.templates).is_dir():
-            raise TemplateError(f"templates folder {str(ctx.templates)!r} does not exist")
-        loaders.insert(0, jinja2.FileSystemLoader(str(ctx.templates)))
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        undefined=jinja2.StrictUndefined,
-        finalize=_finalize,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    if ctx.templates is not None and not Path(ctx.templates).is_dir():
+        raise TemplateError(f"templates folder {str(ctx.templates)!r} does not exist")
+    env = _environment(str(ctx.templates) if ctx.templates is not None else None)
     try:
         script = env.get_template(strategy.template).render(**variables)
     except jinja2.TemplateNotFound as exc:
@@ -157,6 +147,26 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
     if profile.scheduler == "local":
         parameters = {"tasks_per_node": 1, "timeout_min": spec.time_limit, "gpus_per_node": spec.gpus}
     return Rendered(script=script, sbatch=sbatch, executor=profile.scheduler, parameters=parameters)
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates: str | None):
+    """One Jinja environment per templates folder (a sweep renders many scripts with it)."""
+    import jinja2
+
+    loaders = [jinja2.FileSystemLoader(str(_shipped_templates()))]
+    if templates is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(templates))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=True,
+    )
 
 
 def _where(ctx: RenderContext) -> str:

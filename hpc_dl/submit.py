@@ -9,6 +9,7 @@ directory was made, it is removed: a failed submission leaves nothing behind.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import shlex
 import shutil
@@ -65,12 +66,10 @@ def plan(
     return run_id, run_path, render(spec, profile, ctx)
 
 
-def submit(
-    spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, templates: Path | None = None
-) -> Submission:
-    from .runs import check_study
-
-    check_study(study)
+def _prepare(
+    spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, templates: Path | None
+) -> tuple[RunDir, Rendered]:
+    """Render, make the run folder exclusively, write spec, profile and script. Nothing is submitted."""
     for _ in range(5):
         run_id, _path, rendered = plan(spec, profile, runs_root, study, templates)
         try:
@@ -78,35 +77,149 @@ def submit(
             break
         except FileExistsError:
             continue
-    else:  # pragma: no cover - five collisions of a time stamp and 24 random bits
+    else:  # pragma: no cover - five collisions of a time stamp and 32 random bits
         raise SubmitError(f"could not make a new run folder under {runs_root}/{study}")
     try:
         write_json(run.spec, spec.to_dict())
         write_json(run.profile, profile.to_dict())
         write_atomic(run.script, rendered.script)
         run.script.chmod(0o755)
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    return run, rendered
+
+
+def _record(
+    run: RunDir, executor: str, job_id: str, profile: ClusterProfile, sbatch: dict, parameters: dict, **extra: Any
+) -> None:
+    write_json(
+        run.submission,
+        {
+            "executor": executor,
+            "job_id": job_id,
+            "submitted_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "submit_host": socket.gethostname(),
+            "profile": profile.name,
+            "sbatch": sbatch,
+            "parameters": parameters,
+            "hpcdl": __version__,
+            **extra,
+        },
+    )
+
+
+def _undo(made: list[RunDir], exc: BaseException):
+    """A failed submission leaves nothing behind; errors become one line."""
+    for run in made:
+        shutil.rmtree(run.path, ignore_errors=True)
+    if isinstance(exc, HpcdlError) or not isinstance(exc, Exception):
+        raise exc
+    raise SubmitError(f"submission failed: {_one_line(exc)}") from None
+
+
+def submit(
+    spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, templates: Path | None = None
+) -> Submission:
+    from .runs import check_study
+
+    check_study(study)
+    run, rendered = _prepare(spec, profile, runs_root, study, templates)
+    try:
         job_id = _backend(profile.scheduler).submit(run, spec, rendered)
+        _record(run, rendered.executor, job_id, profile, rendered.sbatch, rendered.parameters)
+    except BaseException as exc:
+        _undo([run], exc)
+    return Submission(run=run, job_id=job_id, executor=rendered.executor)
+
+
+@dataclass(frozen=True)
+class SweepSubmission:
+    runs: list[RunDir]
+    job_id: str  # the array's job id (SLURM) or the local job that runs the points in turn
+    collect_job_id: str | None
+    executor: str
+    sbatch: dict[str, str]  # the allocation every array task gets
+    record: Path
+
+
+def plan_sweep(points, profile: ClusterProfile) -> dict[str, str]:
+    """Check every point against the cluster; return the sbatch options of the array's allocation."""
+    from .render import sbatch_options
+    from .sweep import largest
+
+    for p in points:
+        profile.check(p.spec)
+    return sbatch_options(largest(points), profile)
+
+
+def submit_sweep(
+    points,
+    profile: ClusterProfile,
+    runs_root: Path,
+    study: str,
+    out: Path | None,
+    templates: Path | None = None,
+    throttle: int = 4,
+) -> SweepSubmission:
+    """Every point in one job array (throttled), and, unless out is None, a collect job chained after it."""
+    from .runs import check_study
+    from .sweep import largest
+
+    check_study(study)
+    if not isinstance(throttle, int) or isinstance(throttle, bool) or throttle < 1:
+        raise UsageError(f"invalid throttle: {throttle!r} (must be an integer >= 1)")
+    sbatch = plan_sweep(points, profile)
+    made: list[RunDir] = []
+    try:
+        for p in points:
+            made.append(_prepare(p.spec, profile, runs_root, study, templates)[0])
+        study_dir = made[0].path.parent
+        job_ids, collect_id = _backend(profile.scheduler).submit_sweep(
+            made, largest(points), sbatch, throttle, study_dir, None if out is None else Path(out).resolve()
+        )
+        parent = job_ids[0].split("_")[0]
+        for run, jid in zip(made, job_ids, strict=True):
+            _record(run, profile.scheduler, jid, profile, sbatch, {}, array=parent, collect_job_id=collect_id)
+        record = study_dir / f"sweep-{parent}.json"
         write_json(
-            run.submission,
+            record,
             {
-                "executor": rendered.executor,
-                "job_id": job_id,
-                "submitted_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                "submit_host": socket.gethostname(),
-                "profile": profile.name,
-                "sbatch": rendered.sbatch,
-                "parameters": rendered.parameters,
-                "hpcdl": __version__,
+                "executor": profile.scheduler,
+                "job_id": parent,
+                "collect_job_id": collect_id,
+                "throttle": throttle,
+                "sbatch": sbatch,
+                "out": None if out is None else str(out),
+                "runs": [r.run_id for r in made],
             },
         )
     except BaseException as exc:
-        shutil.rmtree(run.path, ignore_errors=True)
-        if isinstance(exc, HpcdlError):
-            raise
-        if isinstance(exc, Exception):
-            raise SubmitError(f"submission failed: {_one_line(exc)}") from None
-        raise
-    return Submission(run=run, job_id=job_id, executor=rendered.executor)
+        _undo(made, exc)
+    return SweepSubmission(made, parent, collect_id, profile.scheduler, sbatch, record)
+
+
+def run_sequence(run_dirs: list[str], study_dir: str, out: str | None) -> int:
+    """The local profile's sweep: the points one after another (timings must not overlap), then collect."""
+    failed = 0
+    for run_dir in run_dirs:
+        if RunDir(Path(run_dir)).cancel.exists():
+            continue
+        try:
+            run_script(run_dir)
+        except JobScriptFailed:
+            failed += 1
+    if out is not None:
+        collect_study(study_dir, out)
+    return failed
+
+
+def collect_study(study_dir: str, out: str) -> list[str]:
+    """The collect job chained after a sweep: the study's table and plots into `out`."""
+    from .analysis import collect as col
+
+    report = col.collect([Path(study_dir)])
+    return [str(p) for p in col.write(report, Path(out))]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -241,67 +354,91 @@ def _requeue(run: RunDir, job_id: str, why: str) -> None:
 # backends
 
 
+@functools.lru_cache(maxsize=1)
+def _detached_local_executor():
+    """submitit's LocalExecutor whose controller is detached from the submitting terminal.
+
+    The controller must not hold the caller's stdout (a pipe would stay open until the job ends) nor
+    share its process group (Ctrl-C in the terminal must not kill the job): like a batch job.
+    """
+    import submitit
+    from submitit.local import local as sl
+
+    class DetachedLocalExecutor(submitit.LocalExecutor):
+        def _submit_command(self, command: str):
+            env = dict(os.environ)
+            env.update(
+                SUBMITIT_LOCAL_NTASKS="1",
+                SUBMITIT_LOCAL_COMMAND=command,
+                SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters["timeout_min"])),
+                SUBMITIT_LOCAL_SIGNAL_DELAY_S="30",
+                SUBMITIT_LOCAL_NODEID="0",
+                SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+                SUBMITIT_STDERR_TO_STDOUT="1",
+                SUBMITIT_EXECUTOR="local",
+                SUBMITIT_LOCAL_WITH_SHELL="",
+                CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(self.parameters["gpus_per_node"])),
+            )
+            with open(os.devnull, "rb") as devnull_in, open(self.folder / "controller.log", "ab") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "submitit.local._local", str(self.folder)],
+                    env=env,
+                    stdin=devnull_in,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            return sl.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+    return DetachedLocalExecutor
+
+
 class _Local:
-    """submitit's LocalExecutor, with the controller detached from the submitting terminal."""
+    """This machine, through submitit's LocalExecutor."""
 
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
-        import submitit
-
-        class DetachedLocalExecutor(submitit.LocalExecutor):
-            # The controller must not hold the caller's stdout (a pipe would stay open until the job
-            # ends) nor share its process group (Ctrl-C in the terminal must not kill the job).
-            def _submit_command(self, command: str):
-                from submitit.local import local as sl
-
-                env = dict(os.environ)
-                env.update(
-                    SUBMITIT_LOCAL_NTASKS="1",
-                    SUBMITIT_LOCAL_COMMAND=command,
-                    SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters["timeout_min"])),
-                    SUBMITIT_LOCAL_SIGNAL_DELAY_S="30",
-                    SUBMITIT_LOCAL_NODEID="0",
-                    SUBMITIT_LOCAL_JOB_NUM_NODES="1",
-                    SUBMITIT_STDERR_TO_STDOUT="1",
-                    SUBMITIT_EXECUTOR="local",
-                    SUBMITIT_LOCAL_WITH_SHELL="",
-                    CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(self.parameters["gpus_per_node"])),
-                )
-                with open(os.devnull, "rb") as devnull_in, open(run.submitit / "controller.log", "ab") as out:
-                    process = subprocess.Popen(
-                        [sys.executable, "-m", "submitit.local._local", str(self.folder)],
-                        env=env,
-                        stdin=devnull_in,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                return sl.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
-
-        executor = DetachedLocalExecutor(folder=run.submitit)
+        executor = _detached_local_executor()(folder=run.submitit)
         executor.update_parameters(**rendered.parameters)
-        job = executor.submit(run_script, str(run.path))
-        return str(job.job_id)
+        return str(executor.submit(run_script, str(run.path)).job_id)
+
+    def submit_sweep(
+        self, runs: list[RunDir], big: JobSpec, sbatch: dict, throttle: int, study_dir: Path, out: Path | None
+    ) -> tuple[list[str], str | None]:
+        folder = study_dir / ".submitit"
+        folder.mkdir(exist_ok=True)
+        executor = _detached_local_executor()(folder=folder)
+        total = sum(int((read_json(r.spec) or {}).get("time_limit", 60)) for r in runs)
+        executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
+        job = executor.submit(
+            run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out)
+        )
+        jid = str(job.job_id)
+        return [jid] * len(runs), jid if out is not None else None
 
     def state(self, run: RunDir, sub: dict) -> str:
         ended = read_json(run.exit)
         if ended:
             return ended["state"]
-        if _local_controller_alive(int(sub["job_id"]), run):
-            return "RUNNING"
+        if _local_job_alive(sub["job_id"]):
+            # a point of a local sweep waits for the points before it
+            return "RUNNING" if run.job_log.exists() or "array" not in sub else "PENDING"
         return "CANCELLED" if run.cancel.exists() else "LOST"
 
+    def job_state(self, job_id: str) -> str:
+        return "RUNNING" if _local_job_alive(job_id) else "COMPLETED"
+
     def cancel(self, run: RunDir, sub: dict) -> None:
-        pid = int(sub["job_id"])
-        if _local_controller_alive(pid, run):
-            os.kill(pid, signal.SIGTERM)  # the controller forwards it to run_script, which forwards it on
+        if _local_job_alive(sub["job_id"]):
+            os.kill(int(sub["job_id"]), signal.SIGTERM)  # the controller forwards it to run_script, and on
 
 
-def _local_controller_alive(pid: int, run: RunDir) -> bool:
+def _local_job_alive(job_id: str) -> bool:
+    """Whether a local job's controller (submitit.local._local) is still running."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+        cmdline = Path(f"/proc/{int(job_id)}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
         return False
-    return b"submitit.local._local" in cmdline and str(run.submitit).encode() in cmdline
+    return b"submitit.local._local" in cmdline
 
 
 class _Slurm:
@@ -317,12 +454,12 @@ class _Slurm:
         "gres": "gres",
     }
 
-    def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
+    def _executor(self, folder: Path, sbatch: dict[str, str], time_min: int, **more: Any):
         import submitit
 
-        params: dict[str, Any] = {"time": spec.time_limit, "use_srun": False, "stderr_to_stdout": True}
+        params: dict[str, Any] = {"time": time_min, "use_srun": False, "stderr_to_stdout": True, **more}
         extra: dict[str, str] = {}
-        for key, value in rendered.sbatch.items():
+        for key, value in sbatch.items():
             if key == "time":
                 continue
             if key in self.KNOWN:
@@ -331,17 +468,47 @@ class _Slurm:
                 extra[key] = value
         if extra:
             params["additional_parameters"] = extra
-        executor = submitit.SlurmExecutor(folder=run.submitit, python=shlex.quote(sys.executable))
+        executor = submitit.SlurmExecutor(folder=folder, python=shlex.quote(sys.executable))
         executor.update_parameters(**params)
+        return executor
+
+    @staticmethod
+    def _sbatch_failed(exc: subprocess.CalledProcessError) -> SubmitError:
+        detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
+        return SubmitError(f"sbatch refused the job: {detail[-1] if detail else exc}")
+
+    def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
+        executor = self._executor(run.submitit, rendered.sbatch, spec.time_limit)
         try:
-            job = executor.submit(run_script, str(run.path))
+            return str(executor.submit(run_script, str(run.path)).job_id)
         except subprocess.CalledProcessError as exc:
-            detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
-            raise SubmitError(f"sbatch refused the job: {detail[-1] if detail else exc}") from None
-        return str(job.job_id)
+            raise self._sbatch_failed(exc) from None
+
+    def submit_sweep(
+        self, runs: list[RunDir], big: JobSpec, sbatch: dict, throttle: int, study_dir: Path, out: Path | None
+    ) -> tuple[list[str], str | None]:
+        folder = study_dir / ".submitit"
+        executor = self._executor(folder, sbatch, big.time_limit, array_parallelism=throttle)
+        try:
+            jobs = executor.map_array(run_script, [str(r.path) for r in runs])
+            ids = [str(j.job_id) for j in jobs]
+            if out is None:
+                return ids, None
+            parent = ids[0].split("_")[0]
+            # a small job for collect: one task, one CPU, on the array's partition and account
+            small = {k: v for k, v in sbatch.items() if k not in ("nodes", "ntasks-per-node", "cpus-per-task", "gres")}
+            small.update({"job-name": f"{sbatch['job-name']}-collect", "dependency": f"afterany:{parent}"})
+            collect = self._executor(folder, small, 30, nodes=1, ntasks_per_node=1, cpus_per_task=1)
+            cjob = collect.submit(collect_study, str(study_dir), str(out))
+            return ids, str(cjob.job_id)
+        except subprocess.CalledProcessError as exc:
+            raise self._sbatch_failed(exc) from None
 
     def state(self, run: RunDir, sub: dict) -> str:
         return slurm_state(sub["job_id"], read_json(run.exit))
+
+    def job_state(self, job_id: str) -> str:
+        return slurm_state(job_id)
 
     def cancel(self, run: RunDir, sub: dict) -> None:
         subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)
@@ -416,6 +583,17 @@ def cancel(run: RunDir) -> str:
     write_json(run.cancel, {"time": time.time(), "by": os.environ.get("USER", "")})
     _backend(sub["executor"]).cancel(run, sub)
     return before
+
+
+def wait_job(executor: str, job_id: str, timeout_s: float, poll_s: float = 1.0) -> str:
+    """Block until a job (a sweep's collect job, or its local sequence) ends or timeout_s passes."""
+    backend = _backend(executor)
+    deadline = time.monotonic() + timeout_s
+    current = backend.job_state(job_id)
+    while current not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        current = backend.job_state(job_id)
+    return current
 
 
 def wait(run: RunDir, timeout_s: float, poll_s: float = 1.0) -> str:
