@@ -17,8 +17,12 @@ DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev
 STUDY ?= scaling-study
 RUNS_DIR ?= runs
 RESULTS_DIR ?= results
+# make scaling-study runs on SLURM when a cluster answers (sinfo), with this profile; else on this machine
+SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
+STUDY_FLAGS := --strategy ddp --nodes 1 --gpus 1,2 --model mnist-cnn --dataset fashion-mnist \
+  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
-.PHONY: help venv system scaling-study test test-fast lint bench clean
+.PHONY: help venv system cluster cluster-down scaling-study test test-fast lint bench clean
 
 help:
 	@echo "make scaling-study   run a small real DDP study (1 and 2 workers) and write $(RESULTS_DIR)/"
@@ -45,17 +49,27 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEBIAN_PACKAGES); \
 	fi
 
+# A sweep: one job array (the points in turn on this machine), then collect into $(RESULTS_DIR)/.
 scaling-study: venv system
 	@rm -rf $(RUNS_DIR)/$(STUDY)
-	$(VENV)/bin/hpcdl submit --study $(STUDY) --runs-dir $(RUNS_DIR) --profile local \
-	  --strategy ddp --nodes 1 --gpus 1 --model mnist-cnn --dataset fashion-mnist \
-	  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64 --wait
-	$(VENV)/bin/hpcdl submit --study $(STUDY) --runs-dir $(RUNS_DIR) --profile local \
-	  --strategy ddp --nodes 1 --gpus 2 --model mnist-cnn --dataset fashion-mnist \
-	  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64 --wait
-	$(VENV)/bin/hpcdl collect $(RUNS_DIR)/$(STUDY) --out $(RESULTS_DIR)
+	@if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then \
+	  echo "SLURM answers: sweeping on profile $(SLURM_PROFILE)"; profile=$(SLURM_PROFILE); \
+	else \
+	  echo "no SLURM here: sweeping on this machine (profile local)"; profile=local; \
+	fi; \
+	$(VENV)/bin/hpcdl sweep --profile $$profile --study $(STUDY) --runs-dir $(RUNS_DIR) --out $(RESULTS_DIR) \
+	  $(STUDY_FLAGS) --wait
+	@cat $(RESULTS_DIR)/scaling.md
 
-test: venv system
+# The tests' real SLURM: munge, MariaDB, slurmdbd, slurmctld, two slurmd (reused when running).
+cluster:
+	@if [ "$$(id -u)" = 0 ]; then tests/cluster/slurm.sh up; \
+	else echo "not root: no test SLURM cluster here, its tests will be skipped"; fi
+
+cluster-down:
+	tests/cluster/slurm.sh down
+
+test: venv system cluster
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

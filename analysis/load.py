@@ -155,15 +155,14 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
 
     ended = read_json(run.exit)
     result = read_json(run.result)
-    failure = triage.failed_rank(by_rank)
     if isinstance(ended, dict) and ended.get("state"):
         row["state"] = ended["state"]
         if ended["state"] != "COMPLETED":
             row["reason"] = triage.reason(run, by_rank)
     elif isinstance(result, dict) and result.get("status") == "success":
         row["state"] = "COMPLETED"
-    elif failure:
-        row.update(state="FAILED", reason=failure)
+    elif triage.failed_rank(by_rank):
+        row.update(state="FAILED", reason=triage.reason(run, by_rank))
     elif run.cancel.exists():
         row.update(state="CANCELLED", reason="cancelled by hpcdl cancel")
     else:

@@ -311,7 +311,9 @@ def sweep(
     click.echo(
         f"submitted sweep of {len(s.runs)} run(s) as job {s.job_id} ({s.executor} executor, at most {throttle} at once)"
     )
-    if s.collect_job_id:
+    if s.collect_job_id and s.executor == "local":
+        click.echo(f"  collect  in the same local job, after the runs -> {out}")
+    elif s.collect_job_id:
         click.echo(f"  collect  job {s.collect_job_id} after it (afterany) -> {out}")
     click.echo(f"  runs     {s.runs[0].path.parent}")
     click.echo(f"  record   {s.record}")

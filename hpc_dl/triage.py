@@ -1,8 +1,9 @@
 """Why a run did not complete, in one line, from what it left behind. Cheap: no pandas, no torch.
 
-In order: the first rank that logged a failure (run_stop with its exception), the root cause torchrun
-printed in the job log (a rank that died from a signal logs nothing itself), the job wrapper's exit
-record (return code, signals received).
+torchrun names the first rank that failed ("Root Cause (first observed failure)"): when that rank
+logged its own error (run_stop with its exception) the reason is that error, else (a rank killed by a
+signal logs nothing) it is what torchrun saw. The other ranks' errors are symptoms (a peer's connection
+closed) and come only when there is no root cause. Last, the job wrapper's exit record.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ _ROOT_CAUSE = re.compile(
 )
 
 
-def failed_rank(events_by_rank: dict[int, list[dict]]) -> str | None:
-    """The lowest rank whose events say it failed, with its error."""
+def failed_rank(events_by_rank: dict[int, list[dict]], only: int | None = None) -> str | None:
+    """The lowest rank (or rank `only`) whose events say it failed, with its error."""
     for rank in sorted(events_by_rank):
+        if only is not None and rank != only:
+            continue
         for ev in events_by_rank[rank]:
             if ev.get("event") == "run_stop" and ev.get("status") == "failed":
                 return f"rank {rank}: {ev.get('error', 'failed')}"
@@ -48,7 +51,8 @@ def read_events(run: RunDir) -> dict[int, list[dict]]:
     return out
 
 
-def launcher_failure(run: RunDir) -> str | None:
+def root_cause(run: RunDir) -> tuple[int, str] | None:
+    """The rank torchrun saw fail first, and what it saw, from the job log."""
     try:
         text = run.job_log.read_text(errors="replace")
     except OSError:
@@ -57,14 +61,17 @@ def launcher_failure(run: RunDir) -> str | None:
     if not found:
         return None
     m = found[-1]
-    return f"rank {m['rank']} died on {m['host']} (exit code {m['code']}): {m['tb'].strip()}"
+    return int(m["rank"]), f"rank {m['rank']} died on {m['host']} (exit code {m['code']}): {m['tb'].strip()}"
 
 
 def reason(run: RunDir, events_by_rank: dict[int, list[dict]] | None = None) -> str | None:
     """One line on why the run failed, or None if nothing says so."""
     if events_by_rank is None:
         events_by_rank = read_events(run)
-    found = failed_rank(events_by_rank) or launcher_failure(run)
+    cause = root_cause(run)
+    if cause is not None:
+        return failed_rank(events_by_rank, only=cause[0]) or cause[1]
+    found = failed_rank(events_by_rank)
     if found:
         return found
     ended = read_json(run.exit)

@@ -42,3 +42,42 @@ def hpcdl():
 
 def run_folders(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("spec.json")) if root.exists() else []
+
+
+CLUSTER_SCRIPT = REPO / "tests" / "cluster" / "slurm.sh"
+CLUSTER_PROFILES = REPO / "tests" / "cluster" / "profiles"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The real SLURM of tests/cluster/slurm.sh, brought up once (a running one is reused).
+
+    Needs root (daemons, apt); elsewhere the SLURM tests are skipped, except under CI, where they must run.
+    """
+    import subprocess
+
+    dirname = os.environ.get("HPCDL_CLUSTER_DIR", "/var/tmp/hpcdl-slurm")
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("the test SLURM cluster needs root (tests/cluster/slurm.sh)")
+    out = subprocess.run([str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        message = f"could not start the test SLURM cluster: {out.stderr.strip()[-500:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return {"SLURM_CONF": f"{dirname}/etc/slurm.conf"}
+
+
+@pytest.fixture
+def on_cluster(slurm_cluster, monkeypatch):
+    """Run hpcdl against the test cluster, with its profile (testcluster)."""
+    for key, value in slurm_cluster.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HPCDL_PROFILES", str(CLUSTER_PROFILES))
+    yield slurm_cluster
+    # whatever a test left queued or running must not hold the nodes for the next one
+    import subprocess
+
+    subprocess.run(
+        ["scancel", "--user", str(os.getuid())], capture_output=True, timeout=30, env={**os.environ, **slurm_cluster}
+    )

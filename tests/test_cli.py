@@ -9,6 +9,7 @@ from tests.conftest import run_folders
 COMMANDS = [
     [],
     ["submit"],
+    ["sweep"],
     ["status"],
     ["logs"],
     ["cancel"],

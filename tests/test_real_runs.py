@@ -182,3 +182,38 @@ def test_a_failing_job_is_failed_with_its_reason(hpcdl, runs_root, tmp_path):
     assert row["state"] == "FAILED"
     assert row["reason"].startswith(f"rank 0: DataError: mnist not found under {tmp_path / 'empty'}: ")
     assert len(run_folders(runs_root)) == 1
+
+
+def test_local_sweep_runs_the_points_in_turn_then_collects(hpcdl, runs_root, tmp_path):
+    out = tmp_path / "report"
+    result = hpcdl(
+        "sweep",
+        "--profile",
+        "local",
+        "--gpus",
+        "1,2",
+        "--train-samples",
+        "512",
+        "--test-samples",
+        "128",
+        "--batch-size",
+        "32",
+        "--study",
+        "sw",
+        "--out",
+        str(out),
+        "--wait",
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("submitted sweep of 2 run(s) as job ") and lines[0].endswith(
+        "(local executor, at most 4 at once)"
+    )
+    assert lines[1] == f"  collect  in the same local job, after the runs -> {out}"
+    job = lines[0].split()[7]
+    assert lines[-3] == f"sweep {job}: 2 of 2 run(s) completed; collect COMPLETED"
+    runs = runs_mod.find_runs([runs_root / "sw"])
+    starts = sorted(runs_mod.read_json(r.exit)["started"] for r in runs)
+    ends = sorted(runs_mod.read_json(r.exit)["ended"] for r in runs)
+    assert ends[0] <= starts[1]  # one after the other: timings never overlap
+    assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")

@@ -142,6 +142,8 @@ class Trainer:
             "device_name": self.env.device_name(),
             "backend": self.env.backend,
             "threads": torch.get_num_threads(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "torch": torch.__version__,
             "python": platform.python_version(),
             **self.info,

@@ -47,6 +47,12 @@ start_bg() {  # start_bg PIDFILE LOGFILE COMMAND...: detached from this shell, s
     echo $! > "$pidfile"
 }
 
+all_up() {  # every node answers and takes jobs (busy nodes count: a running cluster is reused as it is)
+    local states
+    states=$(timeout 5 sinfo -h -N -p debug -o '%N %t' 2>/dev/null) || return 1
+    [ "$(echo "$states" | grep -cE ' (idle|mix|alloc|comp)$')" = "${#NODES[@]}" ]
+}
+
 all_idle() {
     local states
     states=$(timeout 5 sinfo -h -N -p debug -o '%N %t' 2>/dev/null) || return 1
@@ -169,13 +175,15 @@ start_slurm() {
     done
     wait_for 30 "slurmd to register" sh -c "sinfo -h -N -o '%N %t' | grep -vq unk"
     # a node that once registered badly stays drained
-    timeout 10 scontrol update nodename=n1,n2 state=resume >/dev/null 2>&1 || true
+    if sinfo -h -N -o '%N %t' | grep -qE ' (drain|drng|down)'; then
+        timeout 10 scontrol update nodename=n1,n2 state=resume >/dev/null 2>&1 || true
+    fi
     wait_for 60 "idle nodes" all_idle
 }
 
 up() {
     local t0=$SECONDS
-    if [ -f "$SLURM_CONF" ] && all_idle; then
+    if [ -f "$SLURM_CONF" ] && all_up; then
         log "reusing the running cluster ($SLURM_CONF)"
         return
     fi

@@ -1,0 +1,131 @@
+import pytest
+
+from hpc_dl import profiles
+from hpc_dl.errors import SpecError, UsageError
+from hpc_dl.spec import JobSpec
+from hpc_dl.submit import plan_sweep
+from hpc_dl.sweep import expand, largest, parse_list
+from tests.conftest import run_folders
+
+
+def test_expand_is_the_cross_product_with_repeats():
+    points = expand(JobSpec(epochs=2), ["ddp"], [1, 2], [1, 2, 4], 2)
+    assert [(p.spec.nodes, p.spec.gpus, p.repeat) for p in points] == [
+        (1, 1, 1),
+        (1, 1, 2),
+        (1, 2, 1),
+        (1, 2, 2),
+        (1, 4, 1),
+        (1, 4, 2),
+        (2, 1, 1),
+        (2, 1, 2),
+        (2, 2, 1),
+        (2, 2, 2),
+        (2, 4, 1),
+        (2, 4, 2),
+    ]
+    assert {p.spec.epochs for p in points} == {2}
+
+
+def test_expand_drops_duplicates_and_validates_every_point():
+    assert len(expand(JobSpec(), ["ddp", "ddp"], [1, 1], [2], 1)) == 1
+    with pytest.raises(SpecError) as info:
+        expand(JobSpec(), ["ddp"], [1], [1, 0], 1)
+    assert str(info.value) == "invalid gpus: 0 (must be an integer >= 1)"
+    with pytest.raises(SpecError) as info:
+        expand(JobSpec(), ["ddp", "magic"], [1], [1], 1)
+    assert str(info.value) == "unknown strategy 'magic' (choose from ddp)"
+    with pytest.raises(UsageError) as info:
+        expand(JobSpec(), ["ddp"], [1], [1], 0)
+    assert str(info.value) == "invalid repeats: 0 (must be an integer >= 1)"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ("1,,2", int, "invalid --gpus: '1,,2' (use a comma-separated list, e.g. 1,2,4)"),
+        ("1,two", int, "invalid --gpus: '1,two' (use a comma-separated list of integers, e.g. 1,2,4)"),
+    ],
+)
+def test_parse_list_errors(text, kind, message):
+    with pytest.raises(UsageError) as info:
+        parse_list(text, "--gpus", kind)
+    assert str(info.value) == message
+
+
+def test_the_array_gets_the_largest_shape():
+    points = expand(JobSpec(partition="multigpu", time_limit=30), ["ddp"], [1, 2], [1, 4], 1)
+    assert largest(points).nodes == 2 and largest(points).gpus == 4
+    assert plan_sweep(points, profiles.load("discovery")) == {
+        "cpus-per-task": "16",
+        "gres": "gpu:v100-sxm2:4",
+        "job-name": "hpcdl-ddp",
+        "nodes": "2",
+        "ntasks-per-node": "1",
+        "partition": "multigpu",
+        "time": "00:30:00",
+    }
+
+
+def test_every_point_is_checked_against_the_cluster():
+    points = expand(JobSpec(), ["ddp"], [1, 2], [1], 1)
+    with pytest.raises(SpecError) as info:
+        plan_sweep(points, profiles.load("local"))
+    assert str(info.value).startswith("invalid nodes: 2 (profile 'local' runs on this machine only")
+
+
+def test_sweep_dry_run(hpcdl, runs_root):
+    result = hpcdl(
+        "sweep",
+        "--profile",
+        "discovery",
+        "--partition",
+        "multigpu",
+        "--nodes",
+        "1,2",
+        "--gpus",
+        "2,4",
+        "--repeats",
+        "2",
+        "--throttle",
+        "3",
+        "--study",
+        "s",
+        "--dry-run",
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# sweep: 8 point(s) as one job array, at most 3 at once (dry run: nothing was submitted)"
+    assert lines[1:9] == [
+        "# every task's allocation (discovery):",
+        "#   cpus-per-task: 16",
+        "#   gres: gpu:v100-sxm2:4",
+        "#   job-name: hpcdl-ddp",
+        "#   nodes: 2",
+        "#   ntasks-per-node: 1",
+        "#   partition: multigpu",
+        "#   time: 01:00:00",
+    ]
+    assert lines[9] == "# [0] ddp 1x2 repeat 1" and lines[16] == "# [7] ddp 2x4 repeat 2"
+    assert lines[17] == "# then: collect into results/s"
+    assert not runs_root.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus", "1,x"], "Error: invalid --gpus: '1,x' (use a comma-separated list of integers, e.g. 1,2,4)"),
+        (
+            ["--nodes", "1,2"],
+            "Error: invalid nodes: 2 (profile 'local' runs on this machine only: use --nodes 1, or a "
+            "SLURM profile for more)",
+        ),
+        (["--repeats", "0"], "Error: invalid repeats: 0 (must be an integer >= 1)"),
+        (["--strategy", "ddp,nope"], "Error: unknown strategy 'nope' (choose from ddp)"),
+        (["--throttle", "0"], "Error: invalid throttle: 0 (must be an integer >= 1)"),
+    ],
+)
+def test_sweep_bad_input_is_one_line_and_leaves_nothing(hpcdl, runs_root, args, message):
+    result = hpcdl("sweep", "--profile", "local", *args)
+    assert (result.exit_code, result.stderr, result.stdout) == (2, message + "\n", "")
+    assert run_folders(runs_root) == []
