@@ -57,6 +57,8 @@ def _runs_root(value: str | None) -> Path:
     return Path(value) if value else default_root()
 
 
+UNKNOWN_GIVE_UP_S = 60  # `logs --follow` stops when no scheduler can tell the state for this long
+
 runs_dir_option = click.option(
     "--runs-dir",
     metavar="DIR",
@@ -421,8 +423,20 @@ def logs(run: str, rank: int | None, follow: bool, poll: float, runs_dir: str | 
         click.echo(path.read_text(errors="replace"), nl=False)
         return 0
     offset = 0
+    unknown_since = None
     while True:
         state = sub.state(r)  # read before the file: the last read after a terminal state gets everything
+        if state == "UNKNOWN":
+            unknown_since = unknown_since or time.monotonic()
+            if time.monotonic() - unknown_since > UNKNOWN_GIVE_UP_S:
+                click.echo(
+                    f"[hpcdl] run {r.run_id}: state unknown for {UNKNOWN_GIVE_UP_S} s (sacct, squeue and "
+                    "scontrol gave nothing); stopped following",
+                    err=True,
+                )
+                return 1
+        else:
+            unknown_since = None
         if path.exists():
             with open(path, "rb") as f:
                 f.seek(offset)
