@@ -12,7 +12,14 @@ PY := $(VENV)/bin/python
 VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
-DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev
+DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev cmake g++
+# Horovod (optional extra): built once per machine and cached by a hash of everything that goes into it.
+HOROVOD_VERSION := 0.28.1
+HOROVOD_CACHE ?= $(HOME)/.cache/hpcdl/wheels
+HOROVOD_HASH = $(shell (echo $(HOROVOD_VERSION); cat .ci/cxx-std20; $(PY) -c 'import sys, torch; print(sys.version, torch.__version__)'; g++ --version | head -1) | sha256sum | cut -c1-16)
+HOROVOD_ENV := CXX=$(CURDIR)/.ci/cxx-std20 CUDA_HOME=/usr/local/cuda HOROVOD_CUDA_HOME=/usr/local/cuda \
+  HOROVOD_BUILD_CUDA_CC_LIST=75 HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 \
+  HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1 MAKEFLAGS=-j2
 
 STUDY ?= scaling-study
 RUNS_DIR ?= runs
@@ -22,7 +29,7 @@ SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
 STUDY_FLAGS := --strategy ddp --nodes 1 --gpus 1,2 --model mnist-cnn --dataset fashion-mnist \
   --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
-.PHONY: help venv system cluster cluster-down scaling-study test test-fast lint bench clean
+.PHONY: help venv system horovod cluster cluster-down scaling-study test test-fast lint bench clean
 
 help:
 	@echo "make scaling-study   run a small real DDP study (1 and 2 workers) and write $(RESULTS_DIR)/"
@@ -61,6 +68,21 @@ scaling-study: venv system
 	  $(STUDY_FLAGS) --wait
 	@cat $(RESULTS_DIR)/scaling.md
 
+# Horovod against the venv's torch: the wheel is built once (~6 min on 2 cores) into $(HOROVOD_CACHE)/<hash>/
+horovod: venv system
+	@if $(PY) -c 'import horovod.torch' 2>/dev/null; then exit 0; fi; \
+	dir=$(HOROVOD_CACHE)/$(HOROVOD_HASH); \
+	if ! ls $$dir/horovod-*.whl >/dev/null 2>&1; then \
+	  echo "building Horovod $(HOROVOD_VERSION) into $$dir (once per machine, ~6 min)"; \
+	  $(PY) -m pip install -q packaging wheel cloudpickle psutil pyyaml cffi && \
+	  mkdir -p $$dir.tmp && \
+	  $(HOROVOD_ENV) $(PY) -m pip wheel -q --no-build-isolation --no-deps --no-binary horovod \
+	    horovod==$(HOROVOD_VERSION) -w $$dir.tmp > $$dir.tmp/build.log 2>&1 \
+	    || { tail -30 $$dir.tmp/build.log; exit 1; }; \
+	  rm -rf $$dir && mv $$dir.tmp $$dir; \
+	fi; \
+	$(PY) -m pip install -q --no-deps $$dir/horovod-*.whl && $(PY) -m pip install -q cloudpickle psutil pyyaml cffi
+
 # The tests' real SLURM: munge, MariaDB, slurmdbd, slurmctld, two slurmd (reused when running).
 cluster:
 	@if [ "$$(id -u)" = 0 ]; then tests/cluster/slurm.sh up; \
@@ -69,7 +91,7 @@ cluster:
 cluster-down:
 	tests/cluster/slurm.sh down
 
-test: venv system cluster
+test: venv system horovod cluster
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

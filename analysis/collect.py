@@ -16,6 +16,7 @@ from . import scaling as scaling_mod
 
 SCALING_HEADERS = {
     "strategy": "strategy",
+    "variant": "variant",
     "model": "model",
     "dataset": "dataset",
     "batch_size": "batch/worker",
@@ -105,6 +106,8 @@ def to_markdown(report: Report) -> str:
         lines.append("- Karp-Flatt e = (1/S - 1/q) / (1 - 1/q), q = workers / baseline workers.")
         if (s["device"] == "cpu").any():
             lines.append("- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU.")
+        for note in sorted(set(report.runs["note"].dropna())):
+            lines.append(f"- {note}.")
     else:
         lines += ["", "No completed run to build a scaling table from."]
     bad = report.not_completed

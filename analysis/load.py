@@ -19,6 +19,7 @@ RUN_COLUMNS = [
     "run",
     "study",
     "strategy",
+    "variant",
     "model",
     "dataset",
     "nodes",
@@ -34,6 +35,7 @@ RUN_COLUMNS = [
     "device_name",
     "state",
     "reason",
+    "note",
     "test_accuracy",
     "folder",
 ]
@@ -84,6 +86,15 @@ def _num(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+VARIANT_FIELDS = ("compression", "backward_passes", "average", "microbatches", "scheduler")
+
+
+def variant(spec: dict) -> str:
+    """A strategy's options that change what is measured (psgd's averaging, horovod's compression, ...)."""
+    parts = [f"{k}={spec[k]}" for k in VARIANT_FIELDS if spec.get(k) is not None]
+    return ",".join(parts) or "-"
+
+
 def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
     spec = read_json(run.spec)
     row = dict.fromkeys(RUN_COLUMNS)
@@ -101,6 +112,7 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
         precision=spec.get("precision"),
         epochs=spec.get("epochs"),
     )
+    row["variant"] = variant(spec)
     if isinstance(spec.get("nodes"), int) and isinstance(spec.get("gpus"), int):
         row["workers"] = spec["nodes"] * spec["gpus"]
     skipped = 0
@@ -120,6 +132,7 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
                 row["restarts"] = (row["restarts"] or 0) + 1
             if kind == "run_start" and row["device"] is None:
                 row.update(
+                    note=ev.get("note"),
                     device=ev.get("device"),
                     device_name=ev.get("device_name"),
                     global_batch_size=ev.get("global_batch_size"),

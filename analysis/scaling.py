@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-GROUP = ["strategy", "model", "dataset", "batch_size", "precision"]
+GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision"]
 COLUMNS = GROUP + [
     "workers",
     "nodes",

@@ -1,6 +1,6 @@
 """Wall time of `hpcdl --help` and `hpcdl submit --dry-run` (aim: under 0.3 s), as a user would type them.
 
-    .venv/bin/python bench/bench_cli.py [--repeats 20]
+.venv/bin/python bench/bench_cli.py [--repeats 20]
 """
 
 from __future__ import annotations
@@ -20,8 +20,19 @@ COMMANDS = {
     "hpcdl --help": [HPCDL, "--help"],
     "hpcdl submit --help": [HPCDL, "submit", "--help"],
     "hpcdl submit --dry-run (local, 1x2)": [HPCDL, "submit", "--profile", "local", "--gpus", "2", "--dry-run"],
-    "hpcdl submit --dry-run (discovery, 2x4)": [HPCDL, "submit", "--profile", "discovery", "--partition", "multigpu",
-                                                "--nodes", "2", "--gpus", "4", "--dry-run"],
+    "hpcdl submit --dry-run (discovery, 2x4)": [
+        HPCDL,
+        "submit",
+        "--profile",
+        "discovery",
+        "--partition",
+        "multigpu",
+        "--nodes",
+        "2",
+        "--gpus",
+        "4",
+        "--dry-run",
+    ],
 }
 
 
@@ -40,8 +51,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
     env = dict(os.environ, HPCDL_RUNS=tempfile.mkdtemp(prefix="hpcdl-bench-"))
-    print(f"# CLI start-up, {args.repeats} runs each, {platform.node()} ({os.cpu_count()} cores), "
-          f"python {platform.python_version()}")
+    print(
+        f"# CLI start-up, {args.repeats} runs each, {platform.node()} ({os.cpu_count()} cores), "
+        f"python {platform.python_version()}"
+    )
     print("| command | median (s) | min (s) | max (s) |")
     print("|---|---|---|---|")
     for name, argv in COMMANDS.items():

@@ -31,17 +31,49 @@ def torchrun(workers: int, module_args: list[str], env: dict) -> str:
 
 def entrypoint_rate(workers: int, args, env: dict, tmp: Path, i: int) -> float:
     run_dir = tmp / f"entry-{workers}-{i}"
-    torchrun(workers, ["-m", "hpc_dl.jobs.ddp", "--run-dir", str(run_dir), "--model", args.model, "--dataset",
-                       "synthetic", "--train-samples", str(args.samples), "--test-samples", "64", "--batch-size",
-                       str(args.batch), "--epochs", str(args.epochs)], env)
+    torchrun(
+        workers,
+        [
+            "-m",
+            "hpc_dl.jobs.ddp",
+            "--run-dir",
+            str(run_dir),
+            "--model",
+            args.model,
+            "--dataset",
+            "synthetic",
+            "--train-samples",
+            str(args.samples),
+            "--test-samples",
+            "64",
+            "--batch-size",
+            str(args.batch),
+            "--epochs",
+            str(args.epochs),
+        ],
+        env,
+    )
     events = [json.loads(x) for x in (run_dir / "events" / "rank-0.jsonl").read_text().splitlines()]
     rates = [e["throughput(samples/s)"] for e in events if e["event"] == "epoch_stop" and e["epoch"] > 1]
     return statistics.mean(rates)
 
 
 def bare_rate(workers: int, args, env: dict) -> float:
-    out = torchrun(workers, [str(HERE / "bare_ddp.py"), "--model", args.model, "--train-samples", str(args.samples),
-                             "--batch-size", str(args.batch), "--epochs", str(args.epochs)], env)
+    out = torchrun(
+        workers,
+        [
+            str(HERE / "bare_ddp.py"),
+            "--model",
+            args.model,
+            "--train-samples",
+            str(args.samples),
+            "--batch-size",
+            str(args.batch),
+            "--epochs",
+            str(args.epochs),
+        ],
+        env,
+    )
     line = next(x for x in out.splitlines() if x.startswith("BARE "))
     return statistics.mean(json.loads(line[5:])["throughput"])
 
@@ -56,9 +88,11 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hpcdl-bench-"))
     env = dict(os.environ, OMP_NUM_THREADS="1", HPCDL_RUNS=str(tmp / "runs"), PYTHONPATH=str(HERE.parent))
-    print(f"# DDP benchmarks: {args.model}, synthetic {args.samples} images, batch {args.batch}/worker, "
-          f"{args.epochs} epochs (epoch 1 untimed), 1 thread/worker, {args.repeats} repeats; "
-          f"{platform.node()} ({os.cpu_count()} cores)")
+    print(
+        f"# DDP benchmarks: {args.model}, synthetic {args.samples} images, batch {args.batch}/worker, "
+        f"{args.epochs} epochs (epoch 1 untimed), 1 thread/worker, {args.repeats} repeats; "
+        f"{platform.node()} ({os.cpu_count()} cores)"
+    )
 
     entry, bare = [], []
     for i in range(args.repeats):  # interleaved, so drift in the machine hits both alike
@@ -75,18 +109,49 @@ def main() -> None:
     print("\n## 2. 1 -> 2 workers through hpcdl submit (local executor) and hpcdl collect")
     for gpus in ("1", "2"):
         for _ in range(args.repeats):
-            subprocess.run([str(BIN / "hpcdl"), "submit", "--profile", "local", "--study", "bench", "--gpus", gpus,
-                            "--model", args.model, "--dataset", "synthetic", "--train-samples", str(args.samples),
-                            "--test-samples", "64", "--batch-size", str(args.batch), "--epochs", str(args.epochs),
-                            "--wait"], check=True, capture_output=True, env=env)
-    out = subprocess.run([str(BIN / "hpcdl"), "collect", str(tmp / "runs" / "bench"), "--out", str(tmp / "results"),
-                          "--json"], check=True, capture_output=True, text=True, env=env).stdout
+            subprocess.run(
+                [
+                    str(BIN / "hpcdl"),
+                    "submit",
+                    "--profile",
+                    "local",
+                    "--study",
+                    "bench",
+                    "--gpus",
+                    gpus,
+                    "--model",
+                    args.model,
+                    "--dataset",
+                    "synthetic",
+                    "--train-samples",
+                    str(args.samples),
+                    "--test-samples",
+                    "64",
+                    "--batch-size",
+                    str(args.batch),
+                    "--epochs",
+                    str(args.epochs),
+                    "--wait",
+                ],
+                check=True,
+                capture_output=True,
+                env=env,
+            )
+    out = subprocess.run(
+        [str(BIN / "hpcdl"), "collect", str(tmp / "runs" / "bench"), "--out", str(tmp / "results"), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
     print("| workers | runs | samples/s (median) | speedup | efficiency | Karp-Flatt e |")
     print("|---|---|---|---|---|---|")
     for row in json.loads(out)["scaling"]:
         kf = "-" if row["karp_flatt"] is None else f"{row['karp_flatt']:.3f}"
-        print(f"| {row['workers']} | {row['runs']} | {row['throughput']:.1f} | {row['speedup']:.3f} | "
-              f"{row['efficiency']:.3f} | {kf} |")
+        print(
+            f"| {row['workers']} | {row['runs']} | {row['throughput']:.1f} | {row['speedup']:.3f} | "
+            f"{row['efficiency']:.3f} | {kf} |"
+        )
 
 
 if __name__ == "__main__":

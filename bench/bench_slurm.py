@@ -31,17 +31,38 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hpcdl-bench-slurm-"))
-    env = dict(os.environ, SLURM_CONF=os.environ.get("SLURM_CONF", "/var/tmp/hpcdl-slurm/etc/slurm.conf"),
-               HPCDL_PROFILES=str(REPO / "tests" / "cluster" / "profiles"), HPCDL_RUNS=str(tmp / "runs"))
+    env = dict(
+        os.environ,
+        SLURM_CONF=os.environ.get("SLURM_CONF", "/var/tmp/hpcdl-slurm/etc/slurm.conf"),
+        HPCDL_PROFILES=str(REPO / "tests" / "cluster" / "profiles"),
+        HPCDL_RUNS=str(tmp / "runs"),
+    )
     hpcdl = [str(BIN / "hpcdl")]
     print(f"# SLURM benchmarks on the test cluster ({os.cpu_count()} cores), {args.repeats} repeats")
 
     latencies, submit_walls = [], []
     for _ in range(args.repeats):
         t0 = time.time()
-        out = subprocess.run([*hpcdl, "submit", "--profile", "testcluster", "--study", "lat", "--train-samples", "64",
-                              "--test-samples", "16", "--time", "5"], env=env, check=True, capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            [
+                *hpcdl,
+                "submit",
+                "--profile",
+                "testcluster",
+                "--study",
+                "lat",
+                "--train-samples",
+                "64",
+                "--test-samples",
+                "16",
+                "--time",
+                "5",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         submit_walls.append(time.time() - t0)
         run = Path(re.search(r"folder  (\S+)", out)[1])
         deadline = time.time() + 120
@@ -54,17 +75,44 @@ def main() -> None:
     print("\n## 1. hpcdl submit -> job running on a node")
     print("| measure | median (s) | min (s) | max (s) |")
     print("|---|---|---|---|")
-    print(f"| `hpcdl submit` command (render, folder, sbatch) | {statistics.median(submit_walls):.3f} | "
-          f"{min(submit_walls):.3f} | {max(submit_walls):.3f} |")
-    print(f"| submit -> job script started on the node | {statistics.median(latencies):.3f} | {min(latencies):.3f} | "
-          f"{max(latencies):.3f} |")
+    print(
+        f"| `hpcdl submit` command (render, folder, sbatch) | {statistics.median(submit_walls):.3f} | "
+        f"{min(submit_walls):.3f} | {max(submit_walls):.3f} |"
+    )
+    print(
+        f"| submit -> job script started on the node | {statistics.median(latencies):.3f} | {min(latencies):.3f} | "
+        f"{max(latencies):.3f} |"
+    )
 
     walls = []
     for i in range(3):
         t0 = time.perf_counter()
-        out = subprocess.run([*hpcdl, "sweep", "--profile", "testcluster", "--study", f"s64-{i}", "--nodes", "1,2",
-                              "--gpus", "1,2,3,4", "--repeats", "8", "--throttle", "4", "--time", "5", "--out",
-                              str(tmp / f"out-{i}")], env=env, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                *hpcdl,
+                "sweep",
+                "--profile",
+                "testcluster",
+                "--study",
+                f"s64-{i}",
+                "--nodes",
+                "1,2",
+                "--gpus",
+                "1,2,3,4",
+                "--repeats",
+                "8",
+                "--throttle",
+                "4",
+                "--time",
+                "5",
+                "--out",
+                str(tmp / f"out-{i}"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         walls.append(time.perf_counter() - t0)
         array = re.search(r"as job (\d+) ", out)[1]
         collect = re.search(r"collect  job (\d+)", out)[1]

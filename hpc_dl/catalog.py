@@ -14,6 +14,7 @@ class ModelInfo:
     channels: int  # input channels the model expects
     min_size: int  # smallest input side it accepts; smaller images are resized up
     description: str
+    splittable: bool = True  # can run as pipeline stages (a plain sequence of layers)
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("vgg11", 3, 32, "torchvision VGG-11 (batch norm)"),
         ModelInfo("vgg16", 3, 32, "torchvision VGG-16 (batch norm)"),
         ModelInfo("vgg19", 3, 32, "torchvision VGG-19 (batch norm)"),
-        ModelInfo("googlenet", 3, 32, "torchvision GoogLeNet, no auxiliary heads"),
+        ModelInfo("googlenet", 3, 32, "torchvision GoogLeNet, no auxiliary heads", splittable=False),
         ModelInfo("mobilenet_v2", 3, 32, "torchvision MobileNetV2"),
-        ModelInfo("inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head"),
+        ModelInfo("inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head", splittable=False),
     ]
 }
 
@@ -62,3 +63,5 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+COMPRESSIONS = ("none", "fp16")  # horovod allreduce compression
+SCHEDULERS = ("none", "cosine", "step")  # learning-rate schedules (kfold compares them)

@@ -137,6 +137,22 @@ def _spec_options(f):
             metavar="KEY=VALUE",
             help="Extra sbatch option, e.g. --sbatch account=myproj (repeatable).",
         ),
+        click.option("--scheduler", default=None, help=f"Learning-rate schedule: {', '.join(catalog.SCHEDULERS)}."),
+        click.option("--compression", default=None, help="horovod: allreduce compression, none or fp16."),
+        click.option(
+            "--backward-passes",
+            type=int,
+            default=None,
+            help="horovod: backward passes per allreduce (gradient accumulation).",
+        ),
+        click.option(
+            "--average",
+            default=None,
+            metavar="once|every:K",
+            help="psgd: average parameters once at the end, or every K steps.",
+        ),
+        click.option("--stages", type=int, default=None, help="pipeline: stages (one per rank; default: all ranks)."),
+        click.option("--microbatches", type=int, default=None, help="pipeline: micro-batches per batch (default 4)."),
         click.option(
             "--profile",
             default=None,

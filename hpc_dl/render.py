@@ -8,13 +8,14 @@ are computed here.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__, strategies
-from .errors import TemplateError
+from .errors import MissingDependency, TemplateError
 from .profiles import ClusterProfile
 from .spec import JobSpec, format_time
 
@@ -83,26 +84,63 @@ def sbatch_options(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
     return dict(sorted(opts.items()))
 
 
+# the JobSpec fields every entrypoint takes, then each strategy's own
+ENTRY_FIELDS = (
+    "model",
+    "dataset",
+    "data_root",
+    "train_samples",
+    "test_samples",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "seed",
+    "precision",
+    "scheduler",
+)
+STRATEGY_FIELDS = ("compression", "backward_passes", "average", "stages", "microbatches", "folds", "fold")
+
+
 def entry_args(spec: JobSpec, run_dir: Path) -> list[str]:
     """The entrypoint's command line: the training part of the spec, flag by flag."""
     args = ["--run-dir", str(run_dir)]
-    for name in (
-        "model",
-        "dataset",
-        "data_root",
-        "train_samples",
-        "test_samples",
-        "image_size",
-        "epochs",
-        "batch_size",
-        "lr",
-        "seed",
-        "precision",
-    ):
+    for name in ENTRY_FIELDS + STRATEGY_FIELDS:
         value = getattr(spec, name)
         if value is not None:
             args += ["--" + name.replace("_", "-"), str(value)]
+    if strategies.get(spec.strategy).template == "python.sh.j2":  # one process that starts its own workers
+        args += ["--workers", str(spec.gpus)]
     return args
+
+
+def check_requirements(spec: JobSpec, profile: ClusterProfile) -> None:
+    """A strategy's module or program, where the job will use ours: one line saying how to install it."""
+    import importlib.util
+    import shutil
+    import sys
+
+    strategy = strategies.get(spec.strategy)
+    if profile.python is not None:  # the job runs the site's python (modules, conda): its environment, not ours
+        return
+    if strategy.needs_module:
+        top = strategy.needs_module.split(".")[0]
+        try:
+            found = importlib.util.find_spec(strategy.needs_module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise MissingDependency(
+                f"strategy {spec.strategy!r} needs {top}, which is not installed in {sys.prefix}: "
+                f"{strategy.install_hint}"
+            )
+    if profile.scheduler == "local" and strategy.needs_program:
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+        if shutil.which(strategy.needs_program, path=path) is None:
+            raise MissingDependency(
+                f"strategy {spec.strategy!r} needs {strategy.needs_program}, which is not on PATH: "
+                f"{strategy.install_hint}"
+            )
 
 
 def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Rendered:
@@ -129,6 +167,8 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "multi_node": spec.nodes > 1,
         "entrypoint": strategy.entrypoint,
         "entry_args": entry_args(spec, ctx.run_dir),
+        "bin_dir": Shell(shlex.quote(str(Path(ctx.python).parent)) + "/") if not profile.python else Shell(""),
+        "local": profile.scheduler == "local",
     }
     if ctx.templates is not None and not Path(ctx.templates).is_dir():
         raise TemplateError(f"templates folder {str(ctx.templates)!r} does not exist")

@@ -74,6 +74,15 @@ class JobSpec:
     gpu_type: str | None = None  # None: the partition's default
     job_name: str | None = None  # None: hpcdl-<strategy>
     sbatch: dict[str, str] = field(default_factory=dict)  # extra sbatch options, e.g. {"account": "x"}
+    # strategy options (None: the strategy's default; each is valid with its strategy only)
+    compression: str | None = None  # horovod: none | fp16
+    backward_passes: int | None = None  # horovod: backward passes per allreduce
+    average: str | None = None  # psgd: once | every:K
+    stages: int | None = None  # pipeline: stages (one per rank)
+    microbatches: int | None = None  # pipeline: micro-batches per batch
+    folds: int | None = None  # kfold: K
+    fold: int | None = None  # kfold: which fold this run holds out (0-based)
+    scheduler: str | None = None  # learning-rate schedule: none | cosine | step
 
     def __post_init__(self) -> None:
         self.validate()
@@ -118,6 +127,52 @@ class JobSpec:
             if any(ord(c) < 32 for c in str(value)):
                 raise SpecError(f"invalid sbatch option {key}: {value!r} (no control characters)")
 
+        self._validate_strategy_options()
+
+    STRATEGY_OPTIONS = {
+        "compression": ("horovod",),
+        "backward_passes": ("horovod",),
+        "average": ("psgd",),
+        "stages": ("pipeline",),
+        "microbatches": ("pipeline",),
+        "folds": ("kfold",),
+        "fold": ("kfold",),
+    }
+
+    def _validate_strategy_options(self) -> None:
+        for name, owners in self.STRATEGY_OPTIONS.items():
+            if getattr(self, name) is not None and self.strategy not in owners:
+                flag = "--" + name.replace("_", "-")
+                raise SpecError(f"{flag} applies to strategy {owners[0]!r} only, not {self.strategy!r}")
+        if self.compression is not None and self.compression not in catalog.COMPRESSIONS:
+            raise SpecError(f"invalid compression {self.compression!r} (choose from {', '.join(catalog.COMPRESSIONS)})")
+        if self.scheduler is not None and self.scheduler not in catalog.SCHEDULERS:
+            raise SpecError(f"invalid scheduler {self.scheduler!r} (choose from {', '.join(catalog.SCHEDULERS)})")
+        for name in ("backward_passes", "stages", "microbatches"):
+            if getattr(self, name) is not None:
+                _positive(name.replace("_", "-"), getattr(self, name))
+        if self.average is not None and average_every(self.average) is None and self.average != "once":
+            raise SpecError(f"invalid average {self.average!r} (use once, or every:K for every K steps, e.g. every:10)")
+        if self.strategy == "pipeline":
+            stages = self.stages or self.world_size
+            if stages != self.world_size:
+                raise SpecError(
+                    f"invalid stages: {stages} (pipeline runs one stage per rank: {self.world_size} rank(s) "
+                    f"need {self.world_size} stages)"
+                )
+            if stages < 2:
+                raise SpecError(f"pipeline needs at least 2 stages, so at least 2 workers (got {self.world_size})")
+            if not catalog.MODELS[self.model].splittable:
+                splittable = ", ".join(n for n, m in catalog.MODELS.items() if m.splittable)
+                raise SpecError(f"model {self.model!r} cannot be split into pipeline stages (choose from {splittable})")
+        if self.strategy == "kfold":
+            if self.folds is None or self.fold is None:
+                raise SpecError("strategy 'kfold' needs folds and fold (hpcdl kfold sets them)")
+            if self.folds < 2 or not 0 <= self.fold < self.folds:
+                raise SpecError(f"invalid fold: {self.fold} of {self.folds} (need folds >= 2 and 0 <= fold < folds)")
+            if self.gpus != 1:
+                raise SpecError(f"invalid gpus: {self.gpus} (a kfold run trains one model in one process: use 1)")
+
     # -- derived values
     @property
     def world_size(self) -> int:
@@ -143,6 +198,12 @@ class JobSpec:
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
+
+
+def average_every(text: str) -> int | None:
+    """'every:K' -> K (K >= 1); anything else -> None."""
+    m = re.fullmatch(r"every:(\d+)", text or "")
+    return int(m[1]) if m and int(m[1]) >= 1 else None
 
 
 def _positive(name: str, value: Any) -> None:

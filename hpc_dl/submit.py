@@ -70,6 +70,9 @@ def _prepare(
     spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, templates: Path | None
 ) -> tuple[RunDir, Rendered]:
     """Render, make the run folder exclusively, write spec, profile and script. Nothing is submitted."""
+    from .render import check_requirements
+
+    check_requirements(spec, profile)
     for _ in range(5):
         run_id, _path, rendered = plan(spec, profile, runs_root, study, templates)
         try:

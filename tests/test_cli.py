@@ -80,7 +80,11 @@ def test_dry_run_on_discovery_prints_sbatch_parameters(hpcdl):
 
 
 BAD_INPUT = [
-    (["--strategy", "magic"], 2, "Error: unknown strategy 'magic' (choose from ddp)"),
+    (
+        ["--strategy", "magic"],
+        2,
+        "Error: unknown strategy 'magic' (choose from ddp, dp, fsdp, hogwild, horovod, kfold, pipeline, psgd)",
+    ),
     (
         ["--model", "resnet99"],
         2,

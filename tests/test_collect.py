@@ -140,7 +140,7 @@ def test_failed_and_unfinished_runs_are_listed_with_state_and_reason(study):
 def test_markdown_table_rows(study):
     lines = col.collect([study]).markdown.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| strategy"))
-    assert lines[header + 2].split("|")[6:15] == [
+    assert lines[header + 2].split("|")[7:16] == [
         " 1         ",
         " 1       ",
         " 1      ",

@@ -34,7 +34,10 @@ def test_expand_drops_duplicates_and_validates_every_point():
     assert str(info.value) == "invalid gpus: 0 (must be an integer >= 1)"
     with pytest.raises(SpecError) as info:
         expand(JobSpec(), ["ddp", "magic"], [1], [1], 1)
-    assert str(info.value) == "unknown strategy 'magic' (choose from ddp)"
+    assert (
+        str(info.value)
+        == "unknown strategy 'magic' (choose from ddp, dp, fsdp, hogwild, horovod, kfold, pipeline, psgd)"
+    )
     with pytest.raises(UsageError) as info:
         expand(JobSpec(), ["ddp"], [1], [1], 0)
     assert str(info.value) == "invalid repeats: 0 (must be an integer >= 1)"
@@ -121,7 +124,10 @@ def test_sweep_dry_run(hpcdl, runs_root):
             "SLURM profile for more)",
         ),
         (["--repeats", "0"], "Error: invalid repeats: 0 (must be an integer >= 1)"),
-        (["--strategy", "ddp,nope"], "Error: unknown strategy 'nope' (choose from ddp)"),
+        (
+            ["--strategy", "ddp,nope"],
+            "Error: unknown strategy 'nope' (choose from ddp, dp, fsdp, hogwild, horovod, kfold, pipeline, psgd)",
+        ),
         (["--throttle", "0"], "Error: invalid throttle: 0 (must be an integer >= 1)"),
     ],
 )

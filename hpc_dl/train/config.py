@@ -23,6 +23,15 @@ class TrainConfig:
     lr: float
     seed: int
     precision: str
+    scheduler: str | None = None
+    workers: int | None = None  # strategies that start their own workers (dp devices, hogwild processes)
+    compression: str | None = None
+    backward_passes: int | None = None
+    average: str | None = None
+    stages: int | None = None
+    microbatches: int | None = None
+    folds: int | None = None
+    fold: int | None = None
 
 
 def parser(strategy: str) -> argparse.ArgumentParser:
@@ -39,6 +48,15 @@ def parser(strategy: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", choices=catalog.PRECISIONS, default="fp32")
+    p.add_argument("--scheduler", choices=catalog.SCHEDULERS, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--compression", choices=catalog.COMPRESSIONS, default=None)
+    p.add_argument("--backward-passes", type=int, default=None)
+    p.add_argument("--average", default=None)
+    p.add_argument("--stages", type=int, default=None)
+    p.add_argument("--microbatches", type=int, default=None)
+    p.add_argument("--folds", type=int, default=None)
+    p.add_argument("--fold", type=int, default=None)
     return p
 
 

@@ -183,9 +183,13 @@ def load(
     return Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size)
 
 
-def train_loader(data: Data, batch_size: int, rank: int, world_size: int, seed: int, pin: bool):
+def train_loader(
+    data: Data, batch_size: int, rank: int, world_size: int, seed: int, pin: bool, drop_last: bool = False
+):
     sampler = DistributedSampler(data.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    loader = DataLoader(data.train, batch_size=batch_size, sampler=sampler, num_workers=0, pin_memory=pin)
+    loader = DataLoader(
+        data.train, batch_size=batch_size, sampler=sampler, num_workers=0, pin_memory=pin, drop_last=drop_last
+    )
     return loader, sampler
 
 

@@ -46,6 +46,8 @@ class DistEnv:
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if "RANK" not in os.environ:  # one process on its own (dp, kfold): no process group
+            return
         if not dist.is_initialized():
             kwargs = {"device_id": self.device} if self.device.type == "cuda" else {}
             dist.init_process_group(backend=self.backend, **kwargs)

@@ -45,28 +45,31 @@ class Trainer:
     sampler: object
     test_loader: torch.utils.data.DataLoader
     info: dict = field(default_factory=dict)  # extra run_start fields from the strategy
+    amp: bool = True  # False: the strategy handles precision itself (fsdp's mixed-precision policy)
 
     def __post_init__(self) -> None:
         self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
         dev = self.env.device.type
-        if self.cfg.precision == "fp32":
+        self.lr_scheduler = make_scheduler(self.optimizer, self.cfg.scheduler, self.cfg.epochs)
+        if self.cfg.precision == "fp32" or not self.amp:
             self.autocast = contextlib.nullcontext
         else:
             dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
             self.autocast = lambda: torch.autocast(device_type=dev, dtype=dtype)
-        self.scaler = torch.amp.GradScaler(dev, enabled=self.cfg.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(dev, enabled=self.amp and self.cfg.precision == "fp16")
         self.history: list[dict] = []
 
     # -- one step
-    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        self.optimizer.zero_grad(set_to_none=True)
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
+        """One step; returns (summed loss, correct predictions, samples this rank counts)."""
+        self.optimizer.zero_grad()
         with self.autocast():
             out = self.model(x)
             loss = self.loss_fn(out, y)
         self.scaler.scale(loss / len(y)).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach()), int((out.argmax(1) == y).sum())
+        return float(loss.detach()), int((out.argmax(1) == y).sum()), len(y)
 
     def _run_epoch(self, epoch: int) -> dict:
         self.model.train()
@@ -78,10 +81,10 @@ class Trainer:
         for x, y in self.train_loader:
             x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
             data_s += time.perf_counter() - fetch
-            batch_loss, batch_correct = self._run_batch(x, y)
+            batch_loss, batch_correct, counted = self._run_batch(x, y)
             loss_sum += batch_loss
             correct += batch_correct
-            samples += len(y)
+            samples += counted
             fetch = time.perf_counter()
         if self.env.device.type == "cuda":
             torch.cuda.synchronize(self.env.device)
@@ -180,9 +183,10 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return 0, []
         state = torch.load(self.checkpoint_path, map_location=self.env.device, weights_only=False)
-        getattr(self.model, "module", self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.restore_state(state["state"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.lr_scheduler and state.get("lr_scheduler"):
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.history = list(state["history"])
         return int(state["epoch"]), list(state["evals"])
 
@@ -229,6 +233,8 @@ class Trainer:
         last_eval: dict = evals[-1] if evals else {}
         for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
             stats = self._run_epoch(epoch)
+            if self.lr_scheduler:
+                self.lr_scheduler.step()
             last_eval = self.evaluate(epoch)
             self.history.append(stats)
             evals.append(last_eval)
@@ -273,6 +279,15 @@ class Trainer:
         ev.write_result(result)
         log.info("done in %.2f s", total)
         return result
+
+
+def make_scheduler(optimizer, name: str | None, epochs: int):
+    """A per-epoch learning-rate schedule, or None."""
+    if name in (None, "none"):
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
 
 
 def _stop_reason(path) -> str:

@@ -1,0 +1,83 @@
+"""Fully-sharded data parallel, the current way: torch's own fully_shard (FSDP2), launched by torchrun.
+
+Every block with parameters (each top-level child of the model) is sharded across the ranks, then the
+root; --precision bf16/fp16 becomes a MixedPrecisionPolicy (parameters in that type, gradients reduced
+in fp32). Checkpoints gather the full state on rank 0 and scatter it back on resume.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from hpc_dl.train import data, models
+from hpc_dl.train.config import config_from, parser
+from hpc_dl.train.env import DistEnv
+from hpc_dl.train.loop import Trainer, run_main
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class FSDPTrainer(Trainer):
+    def gather_state(self):
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model = get_model_state_dict(self.model, options=full)
+        optim = get_optimizer_state_dict(self.model, self.optimizer, options=full)
+        return {"model": model, "optimizer": optim} if self.env.is_main else None
+
+    def restore_state(self, state):
+        full = StateDictOptions(full_state_dict=True, broadcast_from_rank0=False)
+        set_model_state_dict(self.model, state["model"], options=full)
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=full)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from(parser("fsdp").parse_args(argv))
+    env = DistEnv.from_environ()
+    env.init_process_group()
+
+    def body(events):
+        torch.manual_seed(cfg.seed)
+        ds = data.load(
+            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
+        )
+        model = models.build(cfg.model, ds.num_classes).to(env.device)
+        mesh = init_device_mesh(env.device.type, (env.world_size,))
+        policy = MixedPrecisionPolicy(
+            param_dtype=DTYPES[cfg.precision], reduce_dtype=torch.float32, output_dtype=torch.float32
+        )
+        for child in model.children():
+            if any(p.requires_grad for p in child.parameters()):
+                fully_shard(child, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
+        pin = env.device.type == "cuda"
+        train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
+        test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        FSDPTrainer(
+            cfg,
+            env,
+            events,
+            "fsdp",
+            model,
+            optimizer,
+            train,
+            sampler,
+            test,
+            amp=False,
+            info={"sharded_blocks": sum(1 for _ in model.children())},
+        ).train()
+
+    return run_main("fsdp", cfg, env, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Pipeline parallelism (seed 001): the model cut into one stage per rank, GPipe over micro-batches.
+
+torch.distributed.pipelining runs the stages; every rank reads the same batches (the first stage uses
+the images, the last the labels), and only the last stage counts samples, loss and accuracy, so the
+all-reduced figures count every image once. Stages are balanced by parameter count.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+
+from hpc_dl.train import data, models
+from hpc_dl.train.config import config_from, parser
+from hpc_dl.train.env import DistEnv
+from hpc_dl.train.loop import Trainer, run_main
+
+
+def layers(name: str, model: nn.Module) -> list[nn.Module]:
+    """The model as a plain sequence of layers (what forward does, in order)."""
+    if name == "mnist-cnn":
+        return [*model.features, *model.classifier]
+    if name.startswith("resnet"):
+        return [
+            model.conv1,
+            model.bn1,
+            model.relu,
+            model.maxpool,
+            model.layer1,
+            model.layer2,
+            model.layer3,
+            model.layer4,
+            model.avgpool,
+            nn.Flatten(),
+            model.fc,
+        ]
+    if name.startswith("vgg") or name == "alexnet":
+        return [*model.features, model.avgpool, nn.Flatten(), *model.classifier]
+    if name == "mobilenet_v2":
+        return [*model.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *model.classifier]
+    raise ValueError(f"model {name!r} cannot be split into pipeline stages")
+
+
+def split(seq: list[nn.Module], stages: int) -> list[nn.Sequential]:
+    """Consecutive groups with about equal parameter counts, at least one layer each."""
+    if len(seq) < stages:
+        raise ValueError(f"{len(seq)} layers cannot make {stages} stages")
+    sizes = [sum(p.numel() for p in m.parameters()) for m in seq]
+    total, cuts, acc = sum(sizes), [], 0
+    for i, size in enumerate(sizes[:-1]):
+        acc += size
+        left_layers, left_cuts = len(seq) - (i + 1), stages - 1 - len(cuts)
+        if left_cuts and (acc >= total * (len(cuts) + 1) / stages or left_layers == left_cuts):
+            cuts.append(i + 1)
+    bounds = [0, *cuts, len(seq)]
+    return [nn.Sequential(*seq[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+class PipelineTrainer(Trainer):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.first = self.env.rank == 0
+        self.last = self.env.rank == self.env.world_size - 1
+        stage = PipelineStage(self.model, self.env.rank, self.env.world_size, self.env.device)
+        self.schedule = ScheduleGPipe(stage, n_microbatches=self.cfg.microbatches or 4, loss_fn=nn.CrossEntropyLoss())
+
+    def _run_batch(self, x, y):
+        self.optimizer.zero_grad()
+        losses: list[torch.Tensor] = []
+        with self.autocast():
+            if self.first:
+                out = self.schedule.step(x, target=y if self.last else None, losses=losses)
+            elif self.last:
+                out = self.schedule.step(target=y, losses=losses)
+            else:
+                out = self.schedule.step()
+        self.optimizer.step()
+        if not self.last:
+            return 0.0, 0, 0
+        loss = float(torch.stack([x.detach() for x in losses]).mean()) * len(y)
+        return loss, int((out.argmax(1) == y).sum()), len(y)
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict:
+        self.model.eval()
+        loss_sum, correct, count = 0.0, 0, 0
+        for x, y in self.test_loader:
+            x, y = x.to(self.env.device), y.to(self.env.device)
+            losses: list[torch.Tensor] = []
+            if self.first:
+                self.schedule.eval(x)
+            elif self.last:
+                out = self.schedule.eval(target=y, losses=losses)
+                loss_sum += float(torch.stack(losses).mean()) * len(y)
+                correct += int((out.argmax(1) == y).sum())
+                count += len(y)
+            else:
+                self.schedule.eval()
+        g_loss, g_correct, g_count = self.env.all_reduce([loss_sum, correct, count])
+        return {
+            "epoch": epoch,
+            "test_loss": g_loss / g_count if g_count else None,
+            "test_accuracy": g_correct / g_count if g_count else None,
+            "test_samples": int(g_count),
+        }
+
+    def gather_state(self):
+        mine = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        stages = [None] * self.env.world_size if self.env.is_main else None
+        dist.gather_object(mine, stages, dst=0)
+        return {"stages": stages} if self.env.is_main else None
+
+    def restore_state(self, state):
+        mine = state["stages"][self.env.rank]
+        self.model.load_state_dict(mine["model"])
+        self.optimizer.load_state_dict(mine["optimizer"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from(parser("pipeline").parse_args(argv))
+    env = DistEnv.from_environ()
+    env.init_process_group()
+
+    def body(events):
+        torch.manual_seed(cfg.seed)  # every rank builds the same model, then keeps its stage
+        ds = data.load(
+            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
+        )
+        parts = split(layers(cfg.model, models.build(cfg.model, ds.num_classes)), env.world_size)
+        stage = parts[env.rank].to(env.device)
+        pin = env.device.type == "cuda"
+        # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
+        train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, pin, drop_last=True)
+        test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True)
+        optimizer = torch.optim.SGD(stage.parameters(), lr=cfg.lr, momentum=0.9)
+        info = {
+            "stages": env.world_size,
+            "microbatches": cfg.microbatches or 4,
+            "stage_layers": [len(p) for p in parts],
+            "global_batch_size": cfg.batch_size,
+        }
+        PipelineTrainer(cfg, env, events, "pipeline", stage, optimizer, train, sampler, test, info=info).train()
+
+    return run_main("pipeline", cfg, env, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
