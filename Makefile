@@ -104,6 +104,7 @@ lint: venv
 bench: venv system
 	$(PY) bench/bench_cli.py
 	$(PY) bench/bench_ddp.py
+	$(PY) bench/bench_strategies.py
 	@if [ "$$(id -u)" = 0 ]; then tests/cluster/slurm.sh up && $(PY) bench/bench_slurm.py; fi
 
 clean:

@@ -11,6 +11,7 @@ import pandas as pd
 from hpc_dl.errors import CollectError
 from hpc_dl.runs import write_atomic
 
+from . import kfold as kfold_mod
 from . import load as load_mod
 from . import scaling as scaling_mod
 
@@ -39,6 +40,7 @@ class Report:
     epochs: pd.DataFrame
     scaling: pd.DataFrame
     skipped_lines: int
+    kfold: pd.DataFrame | None = None
 
     @property
     def not_completed(self) -> pd.DataFrame:
@@ -57,17 +59,23 @@ def collect(paths: list[Path]) -> Report:
     if loaded.runs.empty:
         raise CollectError(f"no runs under {', '.join(str(p) for p in paths)} (a run folder holds spec.json)")
     scaling = scaling_mod.scaling_table(loaded.runs, loaded.epochs)
-    return Report(runs=loaded.runs, epochs=loaded.epochs, scaling=scaling, skipped_lines=loaded.skipped_lines)
+    return Report(
+        runs=loaded.runs,
+        epochs=loaded.epochs,
+        scaling=scaling,
+        skipped_lines=loaded.skipped_lines,
+        kfold=kfold_mod.kfold_table(loaded.runs),
+    )
 
 
 def _fmt(value, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if column in ("speedup", "efficiency", "karp_flatt", "test_accuracy"):
+    if column in ("speedup", "efficiency", "karp_flatt", "test_accuracy", "accuracy_mean", "accuracy_std"):
         return f"{value:.3f}"
     if column == "throughput":
         return f"{value:.1f}"
-    if column == "time_per_epoch_s":
+    if column in ("time_per_epoch_s", "serial_s", "wall_s"):
         return f"{value:.3f}"
     return str(value)
 
@@ -108,8 +116,32 @@ def to_markdown(report: Report) -> str:
             lines.append("- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU.")
         for note in sorted(set(report.runs["note"].dropna())):
             lines.append(f"- {note}.")
-    else:
+    elif report.kfold is None or report.kfold.empty:
         lines += ["", "No completed run to build a scaling table from."]
+    if report.kfold is not None and not report.kfold.empty:
+        k = report.kfold
+        lines += [
+            "",
+            "## K-fold cross-validation",
+            "",
+            _table(
+                k,
+                {
+                    "model": "model",
+                    "scheduler": "scheduler",
+                    "folds": "folds",
+                    "accuracy_mean": "accuracy (mean)",
+                    "accuracy_std": "accuracy (std)",
+                    "serial_s": "one after another (s)",
+                },
+            ),
+            "",
+        ]
+        lines.append(
+            f"- Held-out accuracy of each fold, mean and standard deviation over the folds. The whole "
+            f"study took {_fmt(k['wall_s'].iloc[0], 'wall_s')} s of wall time against "
+            f"{_fmt(k['serial_s'].sum(), 'serial_s')} s one after another: {k['speedup'].iloc[0]:.2f}x."
+        )
     bad = report.not_completed
     if not bad.empty:
         lines += ["", "## Runs that did not complete", ""]
@@ -140,6 +172,11 @@ def write(report: Report, out: Path, plots: bool = True) -> list[Path]:
         out / "scaling.csv": report.scaling.to_csv(index=False),
         out / "runs.csv": report.runs.to_csv(index=False),
         out / "epochs.csv": report.epochs.to_csv(index=False),
+        **(
+            {out / "kfold.csv": report.kfold.to_csv(index=False)}
+            if report.kfold is not None and not report.kfold.empty
+            else {}
+        ),
         out / "scaling.md": report.markdown,
     }
     for path, text in files.items():

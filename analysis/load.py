@@ -36,6 +36,10 @@ RUN_COLUMNS = [
     "state",
     "reason",
     "note",
+    "fold",
+    "scheduler",
+    "started",
+    "ended",
     "test_accuracy",
     "folder",
 ]
@@ -113,6 +117,7 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
         epochs=spec.get("epochs"),
     )
     row["variant"] = variant(spec)
+    row.update(fold=spec.get("fold"), scheduler=spec.get("scheduler"))
     if isinstance(spec.get("nodes"), int) and isinstance(spec.get("gpus"), int):
         row["workers"] = spec["nodes"] * spec["gpus"]
     skipped = 0
@@ -168,6 +173,8 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
 
     ended = read_json(run.exit)
     result = read_json(run.result)
+    if isinstance(ended, dict):
+        row.update(started=_num(ended.get("started")), ended=_num(ended.get("ended")))
     if isinstance(ended, dict) and ended.get("state"):
         row["state"] = ended["state"]
         if ended["state"] != "COMPLETED":

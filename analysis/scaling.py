@@ -46,7 +46,7 @@ def timed_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
 
 def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per completed run: its timing over the timed epochs, and its final test accuracy."""
-    done = runs[runs["state"] == "COMPLETED"]
+    done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]  # kfold has its own table
     timed = timed_epochs(epochs[epochs["run"].isin(done["run"])])
     agg = (
         timed.groupby("run")

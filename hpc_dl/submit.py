@@ -164,6 +164,7 @@ def submit_sweep(
     out: Path | None,
     templates: Path | None = None,
     throttle: int = 4,
+    local_parallel: int = 1,
 ) -> SweepSubmission:
     """Every point in one job array (throttled), and, unless out is None, a collect job chained after it."""
     from .runs import check_study
@@ -179,7 +180,13 @@ def submit_sweep(
             made.append(_prepare(p.spec, profile, runs_root, study, templates)[0])
         study_dir = made[0].path.parent
         job_ids, collect_id = _backend(profile.scheduler).submit_sweep(
-            made, largest(points), sbatch, throttle, study_dir, None if out is None else Path(out).resolve()
+            made,
+            largest(points),
+            sbatch,
+            throttle,
+            study_dir,
+            None if out is None else Path(out).resolve(),
+            local_parallel,
         )
         parent = job_ids[0].split("_")[0]
         for run, jid in zip(made, job_ids, strict=True):
@@ -202,16 +209,24 @@ def submit_sweep(
     return SweepSubmission(made, parent, collect_id, profile.scheduler, sbatch, record)
 
 
-def run_sequence(run_dirs: list[str], study_dir: str, out: str | None) -> int:
-    """The local profile's sweep: the points one after another (timings must not overlap), then collect."""
-    failed = 0
-    for run_dir in run_dirs:
+def run_sequence(run_dirs: list[str], study_dir: str, out: str | None, parallel: int = 1) -> int:
+    """The local profile's sweep: the points one after another (timings of a scaling study must not
+    overlap), or `parallel` at a time (kfold: independent trainings), then collect."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _forward_signals()
+
+    def one(run_dir: str) -> bool:
         if RunDir(Path(run_dir)).cancel.exists():
-            continue
+            return True
         try:
             run_script(run_dir)
+            return True
         except JobScriptFailed:
-            failed += 1
+            return False
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        failed = sum(not ok for ok in pool.map(one, run_dirs))
     if out is not None:
         collect_study(study_dir, out)
     return failed
@@ -278,23 +293,15 @@ def run_script(run_dir: str) -> int:
             cwd=run.path,
             start_new_session=True,
         )
-    received: list[int] = []
-
-    def forward(signum, _frame):
-        received.append(signum)
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
+    _RUNNING[proc.pid] = []
+    _forward_signals()
     if job_id:
         spec = read_json(run.spec) or {}
         limit_s = 60.0 * float(spec.get("time_limit", 60))
         watcher = threading.Thread(target=_watch_time_limit, args=(run, proc, job_id, started, limit_s), daemon=True)
         watcher.start()
     rc = proc.wait()
+    received = _RUNNING.pop(proc.pid, [])
     result = read_json(run.result) or {}
     if job_id and run.stop.exists() and result.get("status") != "success" and not run.cancel.exists() and not received:
         _requeue(run, job_id, "the workers stopped before the time limit")
@@ -320,6 +327,27 @@ def run_script(run_dir: str) -> int:
     if state != "COMPLETED":
         raise JobScriptFailed(f"job script ended {state} (status {rc}); see {run.job_log}")
     return rc
+
+
+_RUNNING: dict[int, list[int]] = {}  # job scripts running in this process: pid -> signals forwarded to them
+
+
+def _forward_signals() -> None:
+    """SIGTERM/SIGINT reaching this process go on to every running script's process group (torchrun and
+    its workers stop with it). Installed from the main thread; threads (parallel local sweeps) share it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def forward(signum, _frame):
+        for pid, received in list(_RUNNING.items()):
+            received.append(signum)
+            try:
+                os.killpg(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
 
 
 def _watch_time_limit(run: RunDir, proc: subprocess.Popen, job_id: str, started: float, limit_s: float) -> None:
@@ -405,7 +433,14 @@ class _Local:
         return str(executor.submit(run_script, str(run.path)).job_id)
 
     def submit_sweep(
-        self, runs: list[RunDir], big: JobSpec, sbatch: dict, throttle: int, study_dir: Path, out: Path | None
+        self,
+        runs: list[RunDir],
+        big: JobSpec,
+        sbatch: dict,
+        throttle: int,
+        study_dir: Path,
+        out: Path | None,
+        parallel: int = 1,
     ) -> tuple[list[str], str | None]:
         folder = study_dir / ".submitit"
         folder.mkdir(exist_ok=True)
@@ -413,7 +448,7 @@ class _Local:
         total = sum(int((read_json(r.spec) or {}).get("time_limit", 60)) for r in runs)
         executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
         job = executor.submit(
-            run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out)
+            run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out), parallel
         )
         jid = str(job.job_id)
         return [jid] * len(runs), jid if out is not None else None
@@ -488,7 +523,14 @@ class _Slurm:
             raise self._sbatch_failed(exc) from None
 
     def submit_sweep(
-        self, runs: list[RunDir], big: JobSpec, sbatch: dict, throttle: int, study_dir: Path, out: Path | None
+        self,
+        runs: list[RunDir],
+        big: JobSpec,
+        sbatch: dict,
+        throttle: int,
+        study_dir: Path,
+        out: Path | None,
+        parallel: int = 1,
     ) -> tuple[list[str], str | None]:
         folder = study_dir / ".submitit"
         executor = self._executor(folder, sbatch, big.time_limit, array_parallelism=throttle)

@@ -47,6 +47,18 @@ def expand(base: JobSpec, strategies: list[str], nodes: list[int], gpus: list[in
     return points
 
 
+def expand_kfold(base: JobSpec, folds: int, models: list[str], schedulers: list[str]) -> list[Point]:
+    """Every fold x model x scheduler of a K-fold cross-validation, each one run of strategy kfold."""
+    if not isinstance(folds, int) or folds < 2:
+        raise UsageError(f"invalid folds: {folds!r} (must be an integer >= 2)")
+    return [
+        Point(base.replace(strategy="kfold", model=m, scheduler=sch, folds=folds, fold=k), 1)
+        for m in dict.fromkeys(models)
+        for sch in dict.fromkeys(schedulers)
+        for k in range(folds)
+    ]
+
+
 def largest(points: list[Point]) -> JobSpec:
     """The spec whose allocation fits every point: most nodes, most GPUs, longest time limit."""
     first = points[0].spec

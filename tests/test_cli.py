@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import run_folders
 
 COMMANDS = [
+    ["kfold"],
     [],
     ["submit"],
     ["sweep"],

@@ -1,0 +1,51 @@
+"""One fold of K-fold cross-validation (seed 004). `hpcdl kfold` submits every fold x model x scheduler as
+one job array; collect reports each model's mean +- std accuracy and the wall time against running the
+folds one after another.
+
+This run trains on the training set minus fold k (scikit-learn's KFold, shuffled with the seed) and
+evaluates on fold k; its eval events are that held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+from sklearn.model_selection import KFold
+from torch.utils.data import Subset
+
+from hpc_dl.train import data, models
+from hpc_dl.train.config import config_from, parser
+from hpc_dl.train.env import DistEnv
+from hpc_dl.train.loop import Trainer, run_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from(parser("kfold").parse_args(argv))
+    env = DistEnv.from_environ()
+    env.init_process_group()
+
+    def body(events):
+        torch.manual_seed(cfg.seed)
+        ds = data.load(
+            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
+        )
+        splits = list(KFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed).split(range(len(ds.train))))
+        keep, held_out = splits[cfg.fold]
+        folded = data.Data(
+            Subset(ds.train, keep.tolist()),
+            Subset(ds.train, held_out.tolist()),
+            ds.num_classes,
+            ds.channels,
+            ds.image_size,
+        )
+        model = models.build(cfg.model, ds.num_classes).to(env.device)
+        train, sampler = data.train_loader(folded, cfg.batch_size, 0, 1, cfg.seed, False)
+        test = data.test_loader(folded, cfg.batch_size, 0, 1, False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        info = {"fold": cfg.fold, "folds": cfg.folds, "scheduler": cfg.scheduler or "none", "held_out": len(held_out)}
+        Trainer(cfg, env, events, "kfold", model, optimizer, train, sampler, test, info=info).train()
+
+    return run_main("kfold", cfg, env, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+#!/bin/bash
+#SBATCH --cpus-per-task=1
+#SBATCH --job-name=hpcdl-kfold
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --time=01:00:00
+
+# hpcdl 0.1.0 -- run RUN-ID: strategy kfold on profile local
+# 1 node(s) x 1 worker(s) per node = 1 workers (a worker is a GPU, or a CPU process on a node without GPUs)
+set -euo pipefail
+
+# ---- [environment] modules, software environment, variables
+export OMP_NUM_THREADS=1
+export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
+export PYTHONUNBUFFERED=1
+
+# ---- [launch] kfold
+# one process on one node; it starts its own workers (1)
+/opt/venv/bin/python -m hpc_dl.jobs.kfold --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision fp32 --scheduler cosine --folds 5 --fold 2 --workers 1
