@@ -26,13 +26,13 @@ RUNS_DIR ?= runs
 RESULTS_DIR ?= results
 # make scaling-study runs on SLURM when a cluster answers (sinfo), with this profile; else on this machine
 SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
-STUDY_FLAGS := --strategy ddp --nodes 1 --gpus 1,2 --model mnist-cnn --dataset fashion-mnist \
-  --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
+STUDY_FLAGS := --strategy ddp,fsdp,pipeline,horovod,psgd,dp,hogwild --skip-invalid --nodes 1 --gpus 1,2 \
+  --model mnist-cnn --dataset fashion-mnist --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
 .PHONY: help venv system horovod cluster cluster-down scaling-study test test-fast lint bench clean
 
 help:
-	@echo "make scaling-study   run a small real DDP study (1 and 2 workers) and write $(RESULTS_DIR)/"
+	@echo "make scaling-study   every strategy with 1 and 2 workers, for real, then the table and plots in $(RESULTS_DIR)/"
 	@echo "make test            install everything the tests need, then run the suite"
 	@echo "make lint            ruff"
 	@echo "make bench           the benchmark harnesses in bench/ (figures go to BENCHMARKS.md by hand)"
@@ -57,7 +57,7 @@ system:
 	fi
 
 # A sweep: one job array (the points in turn on this machine), then collect into $(RESULTS_DIR)/.
-scaling-study: venv system
+scaling-study: venv system horovod
 	@rm -rf $(RUNS_DIR)/$(STUDY)
 	@if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then \
 	  echo "SLURM answers: sweeping on profile $(SLURM_PROFILE)"; profile=$(SLURM_PROFILE); \

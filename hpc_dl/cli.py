@@ -273,10 +273,24 @@ def submit(
     help="Where the collect job writes the report (default: results/<study>).",
 )
 @click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array.")
+@click.option(
+    "--vary",
+    "vary_items",
+    multiple=True,
+    metavar="FIELD=V1,V2",
+    help="Another axis, e.g. --vary batch_size=32,64 --vary compression=none,fp16 (repeatable).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Leave out the points a strategy cannot run (e.g. a 1-worker pipeline) instead of failing.",
+)
 @_spec_options
 @click.option("--dry-run", is_flag=True, help="Print the points and the array's parameters; submit nothing.")
 @click.option("--wait", is_flag=True, help="Block until the sweep and its collect job end.")
 def sweep(
+    vary_items: tuple[str, ...],
+    skip_invalid: bool,
     strategy_list: str,
     nodes_list: str,
     gpus_list: str,
@@ -301,15 +315,22 @@ def sweep(
     one after another, then collect.
     """
     from . import submit as sub
-    from .sweep import expand, parse_list
+    from .sweep import expand_with_skips, parse_list, parse_vary
 
     strategies_ = parse_list(strategy_list, "--strategy")
+    vary = parse_vary(vary_items)
     nodes = parse_list(nodes_list, "--nodes", int)
     gpus = parse_list(gpus_list, "--gpus", int)
-    base, prof = _spec_and_profile(
-        time_limit, sbatch_opts, profile, study, strategy=strategies_[0], nodes=nodes[0], gpus=gpus[0], **fields
-    )
-    points = expand(base, strategies_, nodes, gpus, repeats)
+    from . import profiles
+    from .runs import check_study
+    from .spec import parse_time
+
+    base = {"time_limit": parse_time(time_limit), "sbatch": _parse_sbatch(sbatch_opts), **fields}
+    prof = profiles.load(profile)
+    check_study(study)
+    points, skipped = expand_with_skips(base, strategies_, nodes, gpus, repeats, vary, skip_invalid)
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
     root = _runs_root(runs_dir)
     out = None if no_collect else (out or Path("results") / study)
     if dry_run:
@@ -322,7 +343,8 @@ def sweep(
         for key, value in sbatch.items():
             click.echo(f"#   {key}: {value}")
         for i, p in enumerate(points):
-            click.echo(f"# [{i}] {p.spec.strategy} {p.spec.nodes}x{p.spec.gpus} repeat {p.repeat}")
+            varied = "".join(f" {k}={getattr(p.spec, k)}" for k in vary)
+            click.echo(f"# [{i}] {p.spec.strategy} {p.spec.nodes}x{p.spec.gpus}{varied} repeat {p.repeat}")
         click.echo(f"# then: collect into {out}" if out else "# then: no collect job")
         return 0
     s = sub.submit_sweep(points, prof, root, study, out, templates, throttle)

@@ -10,10 +10,15 @@ the points run one after another (timings on one machine must not overlap), then
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import SpecError, UsageError
 from .spec import JobSpec
+
+# fields a sweep varies with its own flags, or that are not training parameters
+NOT_VARIABLE = {"strategy", "nodes", "gpus", "sbatch", "fold", "folds", "job_name"}
 
 
 @dataclass(frozen=True)
@@ -35,16 +40,72 @@ def parse_list(text: str, what: str, kind: type = str) -> list:
     return items
 
 
-def expand(base: JobSpec, strategies: list[str], nodes: list[int], gpus: list[int], repeats: int) -> list[Point]:
+def parse_vary(items: tuple[str, ...] | list[str]) -> dict[str, list]:
+    """['batch_size=32,64', 'compression=none,fp16'] -> {'batch_size': [32, 64], 'compression': ['none', 'fp16']}."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(JobSpec)}
+    axes: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        allowed = sorted(n for n in types if n not in NOT_VARIABLE)
+        if not sep or name not in allowed:
+            raise UsageError(f"invalid --vary {item!r} (use FIELD=V1,V2 with FIELD one of {', '.join(allowed)})")
+        kind = int if types[name].startswith("int") else float if types[name].startswith("float") else str
+        axes[name] = parse_list(values, f"--vary {name}", kind if kind is not float else str)
+        if kind is float:
+            try:
+                axes[name] = [float(v) for v in axes[name]]
+            except ValueError:
+                raise UsageError(f"invalid --vary {item!r} (use numbers, e.g. lr=0.01,0.1)") from None
+    return axes
+
+
+def expand(
+    base: JobSpec | dict,
+    strategies: list[str],
+    nodes: list[int],
+    gpus: list[int],
+    repeats: int,
+    vary: dict[str, list] | None = None,
+    skip_invalid: bool = False,
+) -> list[Point]:
+    """The cross product; with skip_invalid, points a strategy cannot run are left out (see `skipped`)."""
+    points, _ = expand_with_skips(base, strategies, nodes, gpus, repeats, vary, skip_invalid)
+    return points
+
+
+def expand_with_skips(
+    base: JobSpec | dict,
+    strategies: list[str],
+    nodes: list[int],
+    gpus: list[int],
+    repeats: int,
+    vary: dict[str, list] | None = None,
+    skip_invalid: bool = False,
+) -> tuple[list[Point], list[str]]:
     if not isinstance(repeats, int) or repeats < 1:
         raise UsageError(f"invalid repeats: {repeats!r} (must be an integer >= 1)")
-    points = []
+    vary = vary or {}
+    names = list(vary)
+    fields = base.to_dict() if isinstance(base, JobSpec) else dict(base)
+    points, skipped = [], []
     for strategy in dict.fromkeys(strategies):
         for n in dict.fromkeys(nodes):
             for g in dict.fromkeys(gpus):
-                spec = base.replace(strategy=strategy, nodes=n, gpus=g)
-                points += [Point(spec, r) for r in range(1, repeats + 1)]
-    return points
+                for values in itertools.product(*(list(dict.fromkeys(vary[k])) for k in names)):
+                    extra = dict(zip(names, values, strict=True))
+                    try:
+                        spec = JobSpec(**{**fields, "strategy": strategy, "nodes": n, "gpus": g, **extra})
+                    except SpecError as exc:
+                        if not skip_invalid:
+                            raise
+                        label = " ".join([strategy, f"{n}x{g}", *(f"{k}={v}" for k, v in extra.items())])
+                        skipped.append(f"{label}: {exc}")
+                        continue
+                    points += [Point(spec, r) for r in range(1, repeats + 1)]
+    if not points:
+        raise UsageError("every point of the sweep is invalid: " + "; ".join(skipped[:3]))
+    return points, skipped
 
 
 def expand_kfold(base: JobSpec, folds: int, models: list[str], schedulers: list[str]) -> list[Point]:

@@ -135,3 +135,89 @@ def test_sweep_bad_input_is_one_line_and_leaves_nothing(hpcdl, runs_root, args, 
     result = hpcdl("sweep", "--profile", "local", *args)
     assert (result.exit_code, result.stderr, result.stdout) == (2, message + "\n", "")
     assert run_folders(runs_root) == []
+
+
+def test_vary_adds_axes_with_typed_values():
+    from hpc_dl.sweep import parse_vary
+
+    vary = parse_vary(["batch_size=32,64", "compression=none,fp16", "lr=0.01,0.1"])
+    assert vary == {"batch_size": [32, 64], "compression": ["none", "fp16"], "lr": [0.01, 0.1]}
+    points = expand(
+        JobSpec(strategy="horovod"),
+        ["horovod"],
+        [1],
+        [1, 2],
+        1,
+        parse_vary(vary_items := ["batch_size=32,64", "compression=none,fp16"]),
+    )
+    assert len(vary_items) == 2
+    assert [(p.spec.gpus, p.spec.batch_size, p.spec.compression) for p in points] == [
+        (1, 32, "none"),
+        (1, 32, "fp16"),
+        (1, 64, "none"),
+        (1, 64, "fp16"),
+        (2, 32, "none"),
+        (2, 32, "fp16"),
+        (2, 64, "none"),
+        (2, 64, "fp16"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        (
+            "gpus=1,2",
+            "invalid --vary 'gpus=1,2' (use FIELD=V1,V2 with FIELD one of average, backward_passes, "
+            "batch_size, compression, cpus_per_task, data_root, dataset, epochs, gpu_type, image_size, lr, "
+            "microbatches, model, partition, precision, scheduler, seed, stages, test_samples, time_limit, "
+            "train_samples)",
+        ),
+        ("batch_size=a", "invalid --vary batch_size: 'a' (use a comma-separated list of integers, e.g. 1,2,4)"),
+        ("lr=fast", "invalid --vary 'lr=fast' (use numbers, e.g. lr=0.01,0.1)"),
+    ],
+)
+def test_vary_bad_input(item, message):
+    from hpc_dl.sweep import parse_vary
+
+    with pytest.raises(UsageError) as info:
+        parse_vary([item])
+    assert str(info.value) == message
+
+
+def test_skip_invalid_leaves_out_what_a_strategy_cannot_run_and_says_why():
+    from hpc_dl.sweep import expand_with_skips
+
+    points, skipped = expand_with_skips({}, ["pipeline", "ddp"], [1], [1, 2], 1, skip_invalid=True)
+    assert [(p.spec.strategy, p.spec.gpus) for p in points] == [("pipeline", 2), ("ddp", 1), ("ddp", 2)]
+    assert skipped == ["pipeline 1x1: pipeline needs at least 2 stages, so at least 2 workers (got 1)"]
+    with pytest.raises(SpecError):
+        expand_with_skips({}, ["pipeline"], [1], [1, 2], 1)
+    with pytest.raises(UsageError) as info:
+        expand_with_skips({}, ["pipeline"], [1], [1], 1, skip_invalid=True)
+    assert str(info.value) == (
+        "every point of the sweep is invalid: pipeline 1x1: pipeline needs at least 2 stages, "
+        "so at least 2 workers (got 1)"
+    )
+
+
+def test_sweep_skip_invalid_on_the_command_line(hpcdl):
+    result = hpcdl(
+        "sweep",
+        "--profile",
+        "local",
+        "--strategy",
+        "pipeline,ddp",
+        "--gpus",
+        "1,2",
+        "--skip-invalid",
+        "--vary",
+        "batch_size=32,64",
+        "--dry-run",
+    )
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        "skipped pipeline 1x1 batch_size=32: pipeline needs at least 2 stages, so at least 2 workers (got 1)",
+        "skipped pipeline 1x1 batch_size=64: pipeline needs at least 2 stages, so at least 2 workers (got 1)",
+    ]
+    assert "# [0] pipeline 1x2 batch_size=32 repeat 1" in result.stdout.splitlines()
