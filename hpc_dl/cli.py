@@ -314,7 +314,6 @@ def sweep(
     resources) and launches only its own point's nodes and GPUs. On the local profile the points run
     one after another, then collect.
     """
-    from . import submit as sub
     from .sweep import expand_with_skips, parse_list, parse_vary
 
     strategies_ = parse_list(strategy_list, "--strategy")
@@ -331,25 +330,54 @@ def sweep(
     points, skipped = expand_with_skips(base, strategies_, nodes, gpus, repeats, vary, skip_invalid)
     for line in skipped:
         click.echo(f"skipped {line}", err=True)
-    root = _runs_root(runs_dir)
     out = None if no_collect else (out or Path("results") / study)
+    labels = [
+        f"{p.spec.strategy} {p.spec.nodes}x{p.spec.gpus}{''.join(f' {k}={getattr(p.spec, k)}' for k in vary)} "
+        f"repeat {p.repeat}"
+        for p in points
+    ]
     if dry_run:
-        sbatch = sub.plan_sweep(points, prof)
-        click.echo(
-            f"# sweep: {len(points)} point(s) as one job array, at most {throttle} at once (dry run: nothing "
-            "was submitted)"
-        )
-        click.echo(f"# every task's allocation ({prof.name}):")
-        for key, value in sbatch.items():
-            click.echo(f"#   {key}: {value}")
-        for i, p in enumerate(points):
-            varied = "".join(f" {k}={getattr(p.spec, k)}" for k in vary)
-            click.echo(f"# [{i}] {p.spec.strategy} {p.spec.nodes}x{p.spec.gpus}{varied} repeat {p.repeat}")
-        click.echo(f"# then: collect into {out}" if out else "# then: no collect job")
-        return 0
-    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle)
+        return _array_dry_run("sweep", points, labels, prof, throttle, out)
+    return _array_submit("sweep", points, prof, _runs_root(runs_dir), study, out, templates, throttle, 1, wait)
+
+
+def _array_dry_run(kind: str, points, labels: list[str], prof, throttle: int, out: Path | None) -> int:
+    """What a sweep or kfold would submit: the array's allocation and every point."""
+    from . import submit as sub
+
+    sbatch = sub.plan_sweep(points, prof)
     click.echo(
-        f"submitted sweep of {len(s.runs)} run(s) as job {s.job_id} ({s.executor} executor, at most {throttle} at once)"
+        f"# {kind}: {len(points)} point(s) as one job array, at most {throttle} at once (dry run: nothing "
+        "was submitted)"
+    )
+    click.echo(f"# every task's allocation ({prof.name}):")
+    for key, value in sbatch.items():
+        click.echo(f"#   {key}: {value}")
+    for i, label in enumerate(labels):
+        click.echo(f"# [{i}] {label}")
+    click.echo(f"# then: collect into {out}" if out else "# then: no collect job")
+    return 0
+
+
+def _array_submit(
+    kind: str,
+    points,
+    prof,
+    root: Path,
+    study: str,
+    out: Path | None,
+    templates: Path | None,
+    throttle: int,
+    parallel: int,
+    wait: bool,
+) -> int:
+    """Submit a sweep or kfold as one array (+ collect), say where everything is, and wait if asked."""
+    from . import submit as sub
+
+    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle, local_parallel=parallel)
+    click.echo(
+        f"submitted {kind} of {len(s.runs)} run(s) as job {s.job_id} ({s.executor} executor, at most "
+        f"{throttle} at once)"
     )
     if s.collect_job_id and s.executor == "local":
         click.echo(f"  collect  in the same local job, after the runs -> {out}")
@@ -362,13 +390,12 @@ def sweep(
         return 0
     limit = sum(p.spec.time_limit for p in points) * 60 + 600
     final = sub.wait_job(s.executor, s.collect_job_id or s.job_id, timeout_s=limit)
-    states = [sub.state(r) for r in s.runs]
-    done = states.count("COMPLETED")
-    click.echo(f"sweep {s.job_id}: {done} of {len(states)} run(s) completed" + (f"; collect {final}" if out else ""))
+    done = [sub.state(r) for r in s.runs].count("COMPLETED")
+    click.echo(f"{kind} {s.job_id}: {done} of {len(s.runs)} run(s) completed" + (f"; collect {final}" if out else ""))
     if out and (Path(out) / "scaling.md").exists():
         click.echo(f"  table    {Path(out) / 'scaling.md'}")
         click.echo(f"  plots    {Path(out) / 'throughput.png'}, {Path(out) / 'speedup.png'}")
-    return 0 if done == len(states) else 1
+    return 0 if done == len(s.runs) else 1
 
 
 # ---------------------------------------------------------------------------------------------------- kfold
@@ -425,7 +452,6 @@ def kfold(
     The report gives each model's mean +- std held-out accuracy and the study's wall time against running
     the folds one after another. On the local profile --throttle folds run at once.
     """
-    from . import submit as sub
     from .sweep import expand_kfold, parse_list
 
     models_ = parse_list(models_list, "--models")
@@ -444,34 +470,10 @@ def kfold(
     )
     points = expand_kfold(base, folds, models_, schedulers_)
     out = out or Path("results") / study
+    labels = [f"{p.spec.model} scheduler {p.spec.scheduler} fold {p.spec.fold + 1}/{folds}" for p in points]
     if dry_run:
-        sbatch = sub.plan_sweep(points, prof)
-        click.echo(
-            f"# kfold: {len(points)} run(s) as one job array, at most {throttle} at once (dry run: nothing "
-            "was submitted)"
-        )
-        for key, value in sbatch.items():
-            click.echo(f"#   {key}: {value}")
-        for i, p in enumerate(points):
-            click.echo(f"# [{i}] {p.spec.model} scheduler {p.spec.scheduler} fold {p.spec.fold + 1}/{folds}")
-        return 0
-    root = _runs_root(runs_dir)
-    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle, local_parallel=throttle)
-    click.echo(
-        f"submitted {len(s.runs)} kfold run(s) as job {s.job_id} ({s.executor} executor, at most {throttle} at once)"
-    )
-    click.echo(f"  runs     {s.runs[0].path.parent}")
-    click.echo(f"  report   {out}")
-    if not wait:
-        return 0
-    final = sub.wait_job(
-        s.executor, s.collect_job_id or s.job_id, timeout_s=sum(p.spec.time_limit for p in points) * 60 + 600
-    )
-    done = [sub.state(r) for r in s.runs].count("COMPLETED")
-    click.echo(f"kfold {s.job_id}: {done} of {len(s.runs)} run(s) completed; collect {final}")
-    if (Path(out) / "scaling.md").exists():
-        click.echo(f"  table    {Path(out) / 'scaling.md'}")
-    return 0 if done == len(s.runs) else 1
+        return _array_dry_run("kfold", points, labels, prof, throttle, out)
+    return _array_submit("kfold", points, prof, _runs_root(runs_dir), study, out, templates, throttle, throttle, wait)
 
 
 # ---------------------------------------------------------------------------------------------------- status

@@ -13,6 +13,7 @@ from hpc_dl.train import data, models
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import sgd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         # the batch size is per device: DataParallel splits batch_size x devices
         train, sampler = data.train_loader(ds, cfg.batch_size * used, 0, 1, cfg.seed, devices > 0)
         test = data.test_loader(ds, cfg.batch_size * used, 0, 1, devices > 0)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        optimizer = sgd(model.parameters(), cfg)
         info = {"world_size": used, "global_batch_size": cfg.batch_size * used, "dp_devices": used, "note": note}
         Trainer(cfg, env, events, "dp", model, optimizer, train, sampler, test, info=info).train()
 

@@ -18,10 +18,10 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from hpc_dl.train import data, models
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import setup, sgd
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -45,35 +45,27 @@ def main(argv: list[str] | None = None) -> int:
     env.init_process_group()
 
     def body(events):
-        torch.manual_seed(cfg.seed)
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
+        s = setup(cfg, env)
         mesh = init_device_mesh(env.device.type, (env.world_size,))
         policy = MixedPrecisionPolicy(
             param_dtype=DTYPES[cfg.precision], reduce_dtype=torch.float32, output_dtype=torch.float32
         )
-        for child in model.children():
+        for child in s.model.children():
             if any(p.requires_grad for p in child.parameters()):
                 fully_shard(child, mesh=mesh, mp_policy=policy)
-        fully_shard(model, mesh=mesh, mp_policy=policy)
-        pin = env.device.type == "cuda"
-        train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
-        test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        fully_shard(s.model, mesh=mesh, mp_policy=policy)
         FSDPTrainer(
             cfg,
             env,
             events,
             "fsdp",
-            model,
-            optimizer,
-            train,
-            sampler,
-            test,
+            s.model,
+            sgd(s.model.parameters(), cfg),
+            s.train,
+            s.sampler,
+            s.test,
             amp=False,
-            info={"sharded_blocks": sum(1 for _ in model.children())},
+            info={"sharded_blocks": sum(1 for _ in s.model.children())},
         ).train()
 
     return run_main("fsdp", cfg, env, body)

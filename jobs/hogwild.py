@@ -16,6 +16,7 @@ from hpc_dl.train import data, models
 from hpc_dl.train.config import TrainConfig, config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import setup, sgd
 
 
 def worker(rank: int, world: int, cfg: TrainConfig, model: torch.nn.Module, port: int) -> None:
@@ -31,14 +32,18 @@ def worker(rank: int, world: int, cfg: TrainConfig, model: torch.nn.Module, port
     env.init_process_group()
 
     def body(events):
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        train, sampler = data.train_loader(ds, cfg.batch_size, rank, world, cfg.seed, False)
-        test = data.test_loader(ds, cfg.batch_size, rank, world, False)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        s = setup(cfg, env, model=model)  # the shared-memory model, this worker's shard
         Trainer(
-            cfg, env, events, "hogwild", model, optimizer, train, sampler, test, info={"shared_memory_model": True}
+            cfg,
+            env,
+            events,
+            "hogwild",
+            model,
+            sgd(model.parameters(), cfg),
+            s.train,
+            s.sampler,
+            s.test,
+            info={"shared_memory_model": True},
         ).train()
 
     run_main("hogwild", cfg, env, body)

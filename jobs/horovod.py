@@ -12,10 +12,10 @@ import os
 import horovod.torch as hvd
 import torch
 
-from hpc_dl.train import data, models
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import setup, sgd
 
 
 class HorovodEnv(DistEnv):
@@ -70,25 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     env.init_process_group()
 
     def body(events):
-        torch.manual_seed(cfg.seed)
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
-        pin = env.device.type == "cuda"
-        train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
-        test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
+        s = setup(cfg, env)
         compression = hvd.Compression.fp16 if cfg.compression == "fp16" else hvd.Compression.none
         optimizer = hvd.DistributedOptimizer(
-            torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9),
-            named_parameters=model.named_parameters(),
+            sgd(s.model.parameters(), cfg),
+            named_parameters=s.model.named_parameters(),
             compression=compression,
             backward_passes_per_step=cfg.backward_passes or 1,
         )
-        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        hvd.broadcast_parameters(s.model.state_dict(), root_rank=0)
         hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         info = {"compression": cfg.compression or "none", "backward_passes": cfg.backward_passes or 1}
-        HorovodTrainer(cfg, env, events, "horovod", model, optimizer, train, sampler, test, info=info).train()
+        HorovodTrainer(cfg, env, events, "horovod", s.model, optimizer, s.train, s.sampler, s.test, info=info).train()
 
     return run_main("horovod", cfg, env, body)
 

@@ -8,14 +8,14 @@ evaluates on fold k; its eval events are that held-out accuracy.
 
 from __future__ import annotations
 
-import torch
 from sklearn.model_selection import KFold
 from torch.utils.data import Subset
 
-from hpc_dl.train import data, models
+from hpc_dl.train import data
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import setup, sgd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     env.init_process_group()
 
     def body(events):
-        torch.manual_seed(cfg.seed)
         ds = data.load(
             cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
         )
@@ -37,12 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             ds.channels,
             ds.image_size,
         )
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
-        train, sampler = data.train_loader(folded, cfg.batch_size, 0, 1, cfg.seed, False)
-        test = data.test_loader(folded, cfg.batch_size, 0, 1, False)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        s = setup(cfg, env, ds=folded)  # trains on the other folds, evaluates on fold k
         info = {"fold": cfg.fold, "folds": cfg.folds, "scheduler": cfg.scheduler or "none", "held_out": len(held_out)}
-        Trainer(cfg, env, events, "kfold", model, optimizer, train, sampler, test, info=info).train()
+        Trainer(
+            cfg, env, events, "kfold", s.model, sgd(s.model.parameters(), cfg), s.train, s.sampler, s.test, info=info
+        ).train()
 
     return run_main("kfold", cfg, env, body)
 

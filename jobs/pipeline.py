@@ -16,6 +16,7 @@ from hpc_dl.train import data, models
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import sgd
 
 
 def layers(name: str, model: nn.Module) -> list[nn.Module]:
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
         train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, pin, drop_last=True)
         test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True)
-        optimizer = torch.optim.SGD(stage.parameters(), lr=cfg.lr, momentum=0.9)
+        optimizer = sgd(stage.parameters(), cfg)
         info = {
             "stages": env.world_size,
             "microbatches": cfg.microbatches or 4,

@@ -16,10 +16,10 @@ import torch
 from mpi4py import MPI
 
 from hpc_dl.spec import average_every
-from hpc_dl.train import data, models
 from hpc_dl.train.config import config_from, parser
 from hpc_dl.train.env import DistEnv
 from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.setup import setup, sgd
 
 
 class MPIEnv(DistEnv):
@@ -97,16 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     env.init_process_group()
 
     def body(events):
-        torch.manual_seed(cfg.seed)  # the same starting weights on every rank
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
-        train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, False)
-        test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, False)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
-        info = {"average": cfg.average or "once"}
-        PSGDTrainer(cfg, env, events, "psgd", model, optimizer, train, sampler, test, info=info).train()
+        s = setup(cfg, env)  # the same starting weights on every rank
+        PSGDTrainer(
+            cfg,
+            env,
+            events,
+            "psgd",
+            s.model,
+            sgd(s.model.parameters(), cfg),
+            s.train,
+            s.sampler,
+            s.test,
+            info={"average": cfg.average or "once"},
+        ).train()
 
     return run_main("psgd", cfg, env, body)
 

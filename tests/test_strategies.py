@@ -255,7 +255,7 @@ def test_kfold_runs_every_fold_as_one_array_and_reports_mean_and_std(hpcdl, runs
         "--wait",
     )
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].startswith("submitted 6 kfold run(s) as job ")
+    assert result.stdout.splitlines()[0].startswith("submitted kfold of 6 run(s) as job ")
     report = col.collect([runs_root / "kf"])
     k = report.kfold
     assert list(zip(k["model"], k["scheduler"], k["folds"], strict=True)) == [

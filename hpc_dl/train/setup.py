@@ -1,0 +1,41 @@
+"""What every entrypoint starts with: the seed, the data, the model on its device, the loaders, SGD."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import data, models
+from .config import TrainConfig
+from .env import DistEnv
+
+
+@dataclass
+class Setup:
+    data: data.Data
+    model: nn.Module
+    train: torch.utils.data.DataLoader
+    sampler: object
+    test: torch.utils.data.DataLoader
+
+
+def setup(cfg: TrainConfig, env: DistEnv, model: nn.Module | None = None, ds: data.Data | None = None) -> Setup:
+    """Same seed on every rank (so every replica starts equal), this rank's shard of the data, the model."""
+    torch.manual_seed(cfg.seed)
+    if ds is None:
+        ds = data.load(
+            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
+        )
+    if model is None:
+        model = models.build(cfg.model, ds.num_classes).to(env.device)
+    pin = env.device.type == "cuda"
+    train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
+    test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
+    return Setup(ds, model, train, sampler, test)
+
+
+def sgd(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer every strategy uses, so they differ only in their distributed part."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
