@@ -305,8 +305,10 @@ def run_script(run_dir: str) -> int:
     result = read_json(run.result) or {}
     if job_id and run.stop.exists() and result.get("status") != "success" and not run.cancel.exists() and not received:
         _requeue(run, job_id, "the workers stopped before the time limit")
-    if rc == 0 and result.get("status", "success") == "success":
+    if rc == 0 and result.get("status") == "success":
         state = "COMPLETED"
+    elif rc == 0 and run.stop.exists():
+        state = "STOPPED"  # stopped early on request (before a time limit): resubmitting resumes it
     elif run.cancel.exists():
         state = "CANCELLED"
     elif received:

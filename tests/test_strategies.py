@@ -286,3 +286,56 @@ def test_kfold_bad_input(hpcdl, runs_root):
         result = hpcdl("kfold", "--profile", "local", *args)
         assert (result.exit_code, result.stderr) == (2, message + "\n"), args
     assert run_folders(runs_root) == []
+
+
+RESUME = ["ddp", "fsdp", "pipeline", "psgd-every", "horovod-none", "hogwild", "dp"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RESUME)
+def test_every_strategy_checkpoints_stops_on_request_and_resumes(runs_root, name):
+    """What a requeue does, without the scheduler: the job script with a stop request in place stops after
+    epoch 1 (checkpointed); run again, it resumes and logs epoch 2 only."""
+    import subprocess
+
+    if name.startswith("horovod") and not HOROVOD:
+        if os.environ.get("CI"):
+            pytest.fail("horovod is not built (make test builds it)")
+        pytest.skip("horovod is not built: make horovod")
+    flags = RUNS.get(name, ["--strategy", name])
+    args = dict(zip(flags[::2], flags[1::2], strict=True))
+    spec = JobSpec(
+        strategy=args["--strategy"],
+        gpus=2,
+        train_samples=512,
+        test_samples=128,
+        batch_size=32,
+        epochs=2,
+        average=args.get("--average"),
+        compression=args.get("--compression"),
+    )
+    run, _ = sub._prepare(spec, profiles.load("local"), runs_root, "resume", None)
+    run.stop.write_text('{"reason": "test"}')
+    first = subprocess.run(["bash", str(run.script)], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert (run.checkpoints / "last.pt").exists() and not run.result.exists()
+    run.stop.unlink()
+    second = subprocess.run(["bash", str(run.script)], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    ranks = 1 if name == "dp" else 2
+    for rank in range(ranks):
+        events = [json.loads(x) for x in run.rank_events(rank).read_text().splitlines()]
+        assert [e["event"] for e in events] == [
+            "run_start",
+            "epoch_stop",
+            "eval",
+            "run_stop",
+            "run_start",
+            "epoch_stop",
+            "eval",
+            "run_stop",
+        ]
+        assert [e["epoch"] for e in events if e["event"] == "epoch_stop"] == [1, 2]
+        assert [e["status"] for e in events if e["event"] == "run_stop"] == ["requeue", "success"]
+        assert events[4]["resumed_from_epoch"] == 1
+    assert json.loads(run.result.read_text())["status"] == "success"

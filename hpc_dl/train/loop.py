@@ -157,7 +157,23 @@ class Trainer:
     def checkpoint_path(self):
         return self.events.run.checkpoints / "last.pt"
 
+    def gather_state(self) -> dict | None:
+        """Called on every rank; rank 0 returns what resuming needs. Strategies whose ranks hold different
+        parts (fsdp shards, pipeline stages, psgd's own models) override it to gather them."""
+        if not self.env.is_main:
+            return None
+        return {
+            "model": getattr(self.model, "module", self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def restore_state(self, state: dict) -> None:
+        """Called on every rank with what gather_state returned on rank 0."""
+        getattr(self.model, "module", self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def save_checkpoint(self, epoch: int, evals: list[dict]) -> None:
+        state = self.gather_state()  # on every rank: gathering may be a collective
         if not self.env.is_main:
             return
         path = self.checkpoint_path
@@ -167,9 +183,9 @@ class Trainer:
             {
                 "format": CHECKPOINT_FORMAT,
                 "epoch": epoch,
-                "model": getattr(self.model, "module", self.model).state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "state": state,
                 "scaler": self.scaler.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
                 "history": self.history,
                 "evals": evals,
                 "world_size": self.env.world_size,
