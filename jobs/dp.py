@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         model = models.build(cfg.model, ds.num_classes).to(env.device)
         model = nn.DataParallel(model, device_ids=list(range(devices)) if devices else None)
         used = max(devices, 1)
-        note = None if devices else f"dp on a node without GPUs: one CPU device, not the {requested} requested"
+        note = None if devices else "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
         # the batch size is per device: DataParallel splits batch_size x devices
         train, sampler = data.train_loader(ds, cfg.batch_size * used, 0, 1, cfg.seed, devices > 0)
         test = data.test_loader(ds, cfg.batch_size * used, 0, 1, devices > 0)
