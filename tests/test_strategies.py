@@ -127,6 +127,7 @@ def test_requirements_are_not_checked_where_the_site_python_runs_the_job(monkeyp
         render.check_requirements(JobSpec(strategy="horovod"), profiles.load("local"))
 
 
+DP_NOTE = "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
 RUNS = {
     "dp": ["--strategy", "dp"],
     "hogwild": ["--strategy", "hogwild"],
@@ -168,7 +169,7 @@ def check_run(run, name):
     tests = [e["test_samples"] for e in first if e["event"] == "eval"]
     assert tests == [256, 256]
     if name == "dp":
-        assert first[0]["world_size"] == 1 and first[0]["note"] == "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
+        assert first[0]["world_size"] == 1 and first[0]["note"] == DP_NOTE
     row = col.collect([run.path]).runs.iloc[0]
     assert (row["state"], row["strategy"], row["epochs_done"]) == ("COMPLETED", spec["strategy"], 2)
 
