@@ -27,6 +27,7 @@ SCALING_HEADERS = {
     "runs": "runs",
     "time_per_epoch_s": "time/epoch (s)",
     "throughput": "samples/s",
+    "throughput_ci": "95% CI",
     "speedup": "speedup",
     "efficiency": "efficiency",
     "karp_flatt": "Karp-Flatt e",
@@ -41,6 +42,9 @@ class Report:
     scaling: pd.DataFrame
     skipped_lines: int
     kfold: pd.DataFrame | None = None
+    fits: pd.DataFrame | None = None
+    include_warmup: bool = False
+    trim: bool = False
 
     @property
     def not_completed(self) -> pd.DataFrame:
@@ -51,30 +55,47 @@ class Report:
         return to_markdown(self)
 
 
-def collect(paths: list[Path]) -> Report:
+def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False, scaling: str = "weak") -> Report:
     for p in paths:
         if not Path(p).exists():
             raise CollectError(f"no such folder: {p}")
     loaded = load_mod.load(paths)
     if loaded.runs.empty:
         raise CollectError(f"no runs under {', '.join(str(p) for p in paths)} (a run folder holds spec.json)")
-    scaling = scaling_mod.scaling_table(loaded.runs, loaded.epochs)
+    if scaling not in ("weak", "strong"):
+        raise CollectError(f"invalid scaling {scaling!r} (choose from weak, strong)")
+    table = scaling_mod.scaling_table(loaded.runs, loaded.epochs, include_warmup, trim, scaling)
     return Report(
         runs=loaded.runs,
         epochs=loaded.epochs,
-        scaling=scaling,
+        scaling=table,
+        fits=scaling_mod.fit(table),
         skipped_lines=loaded.skipped_lines,
         kfold=kfold_mod.kfold_table(loaded.runs),
+        include_warmup=include_warmup,
+        trim=trim,
     )
 
 
 def _fmt(value, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if column in ("speedup", "efficiency", "karp_flatt", "test_accuracy", "accuracy_mean", "accuracy_std"):
+    if column == "serial_fraction_ci":
+        return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
+    if column in (
+        "speedup",
+        "efficiency",
+        "karp_flatt",
+        "test_accuracy",
+        "accuracy_mean",
+        "accuracy_std",
+        "serial_fraction",
+    ):
         return f"{value:.3f}"
     if column == "throughput":
         return f"{value:.1f}"
+    if column == "throughput_ci":
+        return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.1f}-{value[1]:.1f}"
     if column in ("time_per_epoch_s", "serial_s", "wall_s"):
         return f"{value:.3f}"
     return str(value)
@@ -95,7 +116,8 @@ def to_markdown(report: Report) -> str:
     n_done = int((report.runs["state"] == "COMPLETED").sum())
     lines.append(f"{len(report.runs)} run(s) found, {n_done} completed.")
     if not s.empty:
-        lines += ["", _table(s, SCALING_HEADERS), ""]
+        shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
+        lines += ["", _table(shown, SCALING_HEADERS), ""]
         lines.append(
             "- Baseline: in each group, the point with the fewest workers: "
             + "; ".join(
@@ -103,19 +125,55 @@ def to_markdown(report: Report) -> str:
                 for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
             )
         )
-        lines.append(
-            "- Batch size is per worker (the global batch grows with the workers); every epoch covers the "
-            "same data, so speedup is the gain in time per epoch (samples/s ratio)."
+        if s["scaling"].iloc[0] == "strong":
+            lines.append(
+                "- Strong scaling: the global batch is fixed (each point's per-worker batch is global / workers); "
+                "speedup is the gain in time per epoch."
+            )
+        else:
+            lines.append(
+                "- Weak scaling: the per-worker batch is fixed (the global batch grows with the workers); every "
+                "epoch covers the same data, so speedup is the gain in time per epoch (samples/s ratio)."
+            )
+        warmup = (
+            "every epoch is timed (--include-warmup)"
+            if report.include_warmup
+            else "epoch 1 is warm-up and not timed when a run has more than one"
+        )
+        repeats = "median; 95% CI: Student-t interval of the mean of the repeats" + (
+            "; the fastest and slowest of 5 or more repeats dropped (--trim)" if report.trim else ""
         )
         lines.append(
             "- Throughput: global samples / the slowest rank's epoch time, mean over the timed epochs; "
-            "epoch 1 is warm-up and not timed when a run has more than one. Repeats: median."
+            f"{warmup}. Repeats: {repeats}."
         )
         lines.append("- Karp-Flatt e = (1/S - 1/q) / (1 - 1/q), q = workers / baseline workers.")
         if (s["device"] == "cpu").any():
             lines.append("- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU.")
         for note in sorted(set(report.runs["note"].dropna())):
             lines.append(f"- {note}.")
+        fits = report.fits if report.fits is not None else pd.DataFrame()
+        if not fits.empty:
+            law = fits["law"].iloc[0]
+            formula = "S = 1 / (s + (1 - s) / q)" if law == "Amdahl" else "S = q - s (q - 1)"
+            lines += ["", f"## Serial fraction ({law}'s law, {formula}, least squares)", ""]
+            shown = fits.assign(serial_fraction_ci=list(zip(fits["ci_low"], fits["ci_high"], strict=True)))
+            lines.append(
+                _table(
+                    shown,
+                    {
+                        "strategy": "strategy",
+                        "variant": "variant",
+                        "model": "model",
+                        "batch": "batch",
+                        "points": "points",
+                        "serial_fraction": "serial fraction s",
+                        "serial_fraction_ci": "95% CI",
+                    },
+                )
+            )
+            lines.append("")
+            lines.append("- The interval needs 3 or more points (2 fit exactly).")
     elif report.kfold is None or report.kfold.empty:
         lines += ["", "No completed run to build a scaling table from."]
     if report.kfold is not None and not report.kfold.empty:
@@ -162,7 +220,12 @@ def to_json(report: Report) -> dict:
             for row in df.astype(object).to_dict(orient="records")
         ]
 
-    return {"scaling": records(report.scaling), "runs": records(report.runs), "skipped_lines": report.skipped_lines}
+    return {
+        "scaling": records(report.scaling),
+        "fits": records(report.fits if report.fits is not None else pd.DataFrame()),
+        "runs": records(report.runs),
+        "skipped_lines": report.skipped_lines,
+    }
 
 
 def write(report: Report, out: Path, plots: bool = True) -> list[Path]:

@@ -16,6 +16,20 @@ import numpy as np
 import pandas as pd
 
 GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision"]
+STRONG_GROUP = ["strategy", "variant", "model", "dataset", "global_batch_size", "precision"]
+FIT_COLUMNS = [
+    "strategy",
+    "variant",
+    "model",
+    "dataset",
+    "batch",
+    "precision",
+    "law",
+    "points",
+    "serial_fraction",
+    "ci_low",
+    "ci_high",
+]
 COLUMNS = GROUP + [
     "workers",
     "nodes",
@@ -25,6 +39,8 @@ COLUMNS = GROUP + [
     "timed_epochs",
     "time_per_epoch_s",
     "throughput",
+    "throughput_ci_low",
+    "throughput_ci_high",
     "speedup",
     "efficiency",
     "karp_flatt",
@@ -32,22 +48,23 @@ COLUMNS = GROUP + [
     "baseline_workers",
     "baseline_run",
     "device",
+    "scaling",
 ]
 
 
-def timed_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+def timed_epochs(epochs: pd.DataFrame, include_warmup: bool = False) -> pd.DataFrame:
     """The epochs that count for timing: all but the first of each run that has more than one."""
-    if epochs.empty:
+    if epochs.empty or include_warmup:
         return epochs
     count = epochs.groupby("run")["epoch"].transform("count")
     first = epochs.groupby("run")["epoch"].transform("min")
     return epochs[(count == 1) | (epochs["epoch"] != first)]
 
 
-def per_run(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+def per_run(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = False) -> pd.DataFrame:
     """One row per completed run: its timing over the timed epochs, and its final test accuracy."""
     done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]  # kfold has its own table
-    timed = timed_epochs(epochs[epochs["run"].isin(done["run"])])
+    timed = timed_epochs(epochs[epochs["run"].isin(done["run"])], include_warmup)
     agg = (
         timed.groupby("run")
         .agg(timed_epochs=("epoch", "count"), time_per_epoch_s=("time_s", "mean"), throughput=("throughput", "mean"))
@@ -62,13 +79,44 @@ def karp_flatt(speedup: pd.Series, q: pd.Series) -> pd.Series:
     return e.where(q > 1)
 
 
-def scaling_table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    table = per_run(runs, epochs)
+def trim_repeats(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Drop the fastest and the slowest run of every point that has 5 or more repeats."""
+
+    def trim(g: pd.DataFrame) -> pd.DataFrame:
+        if len(g) < 5:
+            return g
+        order = g.sort_values("throughput")
+        return order.iloc[1:-1]
+
+    return table.groupby(keys, dropna=False, group_keys=False)[table.columns.tolist()].apply(trim)
+
+
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """95 % Student-t interval of the mean; NaN with fewer than 2 values."""
+    from scipy import stats
+
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def scaling_table(
+    runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = False, trim: bool = False, scaling: str = "weak"
+) -> pd.DataFrame:
+    table = per_run(runs, epochs, include_warmup)
     if table.empty:
         return pd.DataFrame(columns=COLUMNS)
+    group = GROUP if scaling == "weak" else STRONG_GROUP
+    keys = group + ["workers", "nodes"]
+    if trim:
+        table = trim_repeats(table, keys)
+    ci = table.groupby(keys, dropna=False)["throughput"].apply(t_interval)
     points = (
-        table.groupby(GROUP + ["workers", "nodes"], dropna=False)
+        table.groupby(keys, dropna=False)
         .agg(
+            batch_size=("batch_size", "first"),
             gpus_per_node=("gpus_per_node", "first"),
             global_batch_size=("global_batch_size", "first"),
             runs=("run", "count"),
@@ -79,18 +127,59 @@ def scaling_table(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
             device=("device", "first"),
             first_run=("run", "first"),
         )
+        .drop(columns=[c for c in group if c in ("batch_size", "global_batch_size")], errors="ignore")
         .reset_index()
-        .sort_values(GROUP + ["workers", "nodes"])
+        .sort_values(keys)
     )
+    points["throughput_ci_low"] = [ci[tuple(r)][0] for r in points[keys].itertuples(index=False)]
+    points["throughput_ci_high"] = [ci[tuple(r)][1] for r in points[keys].itertuples(index=False)]
     base = points.loc[
-        points.groupby(GROUP, dropna=False)["workers"].idxmin(), GROUP + ["workers", "throughput", "first_run"]
+        points.groupby(group, dropna=False)["workers"].idxmin(), group + ["workers", "throughput", "first_run"]
     ]
     base = base.rename(
         columns={"workers": "baseline_workers", "throughput": "baseline_throughput", "first_run": "baseline_run"}
     )
-    points = points.merge(base, on=GROUP, how="left")
+    points = points.merge(base, on=group, how="left")
     points["speedup"] = points["throughput"] / points["baseline_throughput"]
     q = points["workers"] / points["baseline_workers"]
     points["efficiency"] = points["speedup"] / q
     points["karp_flatt"] = karp_flatt(points["speedup"], q)
+    points["scaling"] = scaling
     return points[COLUMNS].reset_index(drop=True)
+
+
+def fit(scaling: pd.DataFrame) -> pd.DataFrame:
+    """The serial fraction s per group: Amdahl (strong scaling) or Gustafson (weak), with its 95 % interval."""
+    from scipy import optimize, stats
+
+    rows = []
+    if scaling.empty:
+        return pd.DataFrame(columns=FIT_COLUMNS)
+    kind = scaling["scaling"].iloc[0]
+    batch = "global_batch_size" if kind == "strong" else "batch_size"
+    group = ["strategy", "variant", "model", "dataset", batch, "precision"]
+    for key, g in scaling.groupby(group, dropna=False):
+        q = (g["workers"] / g["baseline_workers"]).to_numpy(dtype=float)
+        speedup = g["speedup"].to_numpy(dtype=float)
+        if len(q) < 2 or not np.isfinite(speedup).all():
+            continue
+        if kind == "strong":
+
+            def law(x, s):
+                return 1.0 / (s + (1.0 - s) / x)
+        else:
+
+            def law(x, s):
+                return x - s * (x - 1.0)
+
+        (s_hat,), cov = optimize.curve_fit(law, q, speedup, p0=[0.1])
+        dof = len(q) - 1
+        if dof >= 1 and np.isfinite(cov).all() and len(q) > 2:
+            half = stats.t.ppf(0.975, dof) * float(np.sqrt(cov[0, 0]))
+            low, high = s_hat - half, s_hat + half
+        else:
+            low = high = float("nan")
+        rows.append(
+            [*key[:4], key[4], key[5], "Amdahl" if kind == "strong" else "Gustafson", len(q), float(s_hat), low, high]
+        )
+    return pd.DataFrame(rows, columns=FIT_COLUMNS)

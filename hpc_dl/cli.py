@@ -627,12 +627,30 @@ def cancel(run: str, runs_dir: str | None) -> int:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scaling table as JSON instead of Markdown.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@click.option(
+    "--scaling",
+    type=click.Choice(["weak", "strong"]),
+    default="weak",
+    show_default=True,
+    help="weak: group points by per-worker batch (Gustafson fit); strong: by global batch (Amdahl fit).",
+)
+@click.option("--trim", is_flag=True, help="Drop the fastest and slowest of 5 or more repeats (MLPerf HPC).")
+@click.option("--include-warmup", is_flag=True, help="Time epoch 1 too (it is left out by default).")
 @runs_dir_option
-def collect(dirs: tuple[Path, ...], out: Path, as_json: bool, no_plots: bool, runs_dir: str | None) -> int:
+def collect(
+    dirs: tuple[Path, ...],
+    out: Path,
+    as_json: bool,
+    no_plots: bool,
+    scaling: str,
+    trim: bool,
+    include_warmup: bool,
+    runs_dir: str | None,
+) -> int:
     """Gather run folders into a scaling table (CSV, Markdown) and plots."""
     from .analysis import collect as col
 
-    report = col.collect(list(dirs) or [_runs_root(runs_dir)])
+    report = col.collect(list(dirs) or [_runs_root(runs_dir)], include_warmup, trim, scaling)
     written = col.write(report, out, plots=not no_plots)
     if as_json:
         click.echo(json.dumps(col.to_json(report), indent=2))

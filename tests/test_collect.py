@@ -140,12 +140,13 @@ def test_failed_and_unfinished_runs_are_listed_with_state_and_reason(study):
 def test_markdown_table_rows(study):
     lines = col.collect([study]).markdown.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| strategy"))
-    assert lines[header + 2].split("|")[7:16] == [
+    assert lines[header + 2].split("|")[7:17] == [
         " 1         ",
         " 1       ",
         " 1      ",
         " 10.000           ",
         " 100.0       ",
+        " -        ",
         " 1.000     ",
         " 1.000        ",
         " -              ",
@@ -207,3 +208,67 @@ def test_karp_flatt_formula():
 
     e = scaling.karp_flatt(pd.Series([1.0, 2.0, 1.0]), pd.Series([1.0, 2.0, 2.0]))
     assert math.isnan(e[0]) and e[1] == 0.0 and e[2] == 1.0
+
+
+def test_repeats_give_a_t_interval_and_trim_drops_the_extremes(tmp_path):
+    from scipy import stats
+
+    root = tmp_path / "runs"
+    for i, thr in enumerate([100.0, 110.0, 120.0]):
+        make_run(root, f"r{i}", 1, [thr])
+    s = col.collect([root]).scaling
+    half = stats.t.ppf(0.975, 2) * 10.0 / 3**0.5
+    assert (s["throughput"][0], s["runs"][0]) == (110.0, 3)
+    assert (s["throughput_ci_low"][0], s["throughput_ci_high"][0]) == pytest.approx((110.0 - half, 110.0 + half))
+    for i, thr in enumerate([50.0, 500.0]):
+        make_run(root, f"x{i}", 1, [thr])
+    untrimmed = col.collect([root]).scaling
+    trimmed = col.collect([root], trim=True).scaling
+    assert (untrimmed["runs"][0], trimmed["runs"][0]) == (5, 3)
+    assert trimmed["throughput_ci_low"][0] == pytest.approx(110.0 - half)
+    assert "the fastest and slowest of 5 or more repeats dropped (--trim)" in col.collect([root], trim=True).markdown
+
+
+def test_include_warmup_times_epoch_one(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "w", 1, [50.0, 100.0])
+    assert col.collect([root]).scaling["throughput"][0] == 100.0
+    assert col.collect([root], include_warmup=True).scaling["throughput"][0] == 75.0
+    assert "every epoch is timed (--include-warmup)" in col.collect([root], include_warmup=True).markdown
+
+
+def test_weak_scaling_gustafson_fit_recovers_the_serial_fraction(tmp_path):
+    root = tmp_path / "runs"
+    for gpus, thr in ((1, 100.0), (2, 180.0), (4, 340.0)):  # S = q - 0.2 (q - 1)
+        make_run(root, f"g{gpus}", gpus, [thr])
+    report = col.collect([root])
+    fit = report.fits.iloc[0]
+    assert (fit["law"], fit["points"]) == ("Gustafson", 3)
+    assert fit["serial_fraction"] == pytest.approx(0.2)
+    assert fit["ci_low"] == pytest.approx(0.2, abs=1e-6) and fit["ci_high"] == pytest.approx(0.2, abs=1e-6)
+    assert set(report.scaling["scaling"]) == {"weak"}
+    assert "## Serial fraction (Gustafson's law, S = q - s (q - 1), least squares)" in report.markdown
+
+
+def test_strong_scaling_groups_by_global_batch_and_fits_amdahl(tmp_path):
+    root = tmp_path / "runs"
+    for gpus in (1, 2, 4):  # global batch 64; S = 1 / (0.1 + 0.9 / q)
+        make_run(root, f"a{gpus}", gpus, [100.0 / (0.1 + 0.9 / gpus)], batch=64 // gpus)
+    weak = col.collect([root]).scaling
+    strong = col.collect([root], scaling="strong")
+    assert len(weak) == 3 and set(weak["speedup"]) == {1.0}  # three batch sizes: three groups of one
+    assert list(strong.scaling["workers"]) == [1, 2, 4] and set(strong.scaling["global_batch_size"]) == {64}
+    assert list(strong.scaling["speedup"]) == pytest.approx([1.0, 1 / 0.55, 1 / 0.325])
+    fit = strong.fits.iloc[0]
+    assert (fit["law"], fit["serial_fraction"]) == ("Amdahl", pytest.approx(0.1))
+    assert "- Strong scaling: the global batch is fixed" in strong.markdown
+
+
+def test_collect_scaling_flag_on_the_command_line(hpcdl, tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "a1", 1, [100.0])
+    result = hpcdl("collect", str(root), "--scaling", "sideways", "--no-plots")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: Invalid value for '--scaling': 'sideways' is not one of 'weak', 'strong'.\n",
+    )
