@@ -203,11 +203,21 @@ def to_markdown(report: Report) -> str:
     bad = report.not_completed
     if not bad.empty:
         lines += ["", "## Runs that did not complete", ""]
-        lines.append(
-            _table(
-                bad, {"run": "run", "strategy": "strategy", "workers": "workers", "state": "state", "reason": "reason"}
-            )
-        )
+        counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
+        lines += ["By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", ""]
+        headers = {
+            "run": "run",
+            "strategy": "strategy",
+            "workers": "workers",
+            "state": "state",
+            "category": "class",
+            "reason": "reason",
+        }
+        lines.append(_table(bad, headers))
+        evidence = bad[bad["evidence"].notna()]
+        if not evidence.empty:
+            lines += ["", "The line that shows each class:", ""]
+            lines += [f"- {r.run} ({r.category}): `{r.evidence}`" for r in evidence.itertuples()]
     if report.skipped_lines:
         lines += ["", f"Skipped {report.skipped_lines} corrupt or truncated log line(s)."]
     return "\n".join(lines) + "\n"

@@ -35,6 +35,8 @@ RUN_COLUMNS = [
     "device_name",
     "state",
     "reason",
+    "category",
+    "evidence",
     "note",
     "fold",
     "scheduler",
@@ -191,6 +193,8 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
         row["test_accuracy"] = _num(result.get("test_accuracy"))
     if row["state"] == "COMPLETED" and row["epochs"] is not None and len(epochs) < row["epochs"]:
         row.update(state="INCOMPLETE", reason=f"only {len(epochs)} of {row['epochs']} epochs logged")
+    if row["state"] in ("FAILED", "TERMINATED", "CANCELLED"):
+        row["category"], row["evidence"] = triage.classify(run, row["state"], by_rank)
     return row, [epochs[e] for e in sorted(epochs)], skipped
 
 

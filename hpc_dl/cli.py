@@ -503,11 +503,14 @@ def _status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
                 "executor": record.get("executor"),
                 "state": sub.state(run) if record else "NOT SUBMITTED",
                 "reason": None,
+                "category": None,
+                "evidence": None,
                 "folder": str(run.path),
             }
         )
         if rows[-1]["state"] not in ("COMPLETED", "RUNNING", "PENDING", "REQUEUED", "CONFIGURING"):
             rows[-1]["reason"] = triage.reason(run)
+            rows[-1]["category"], rows[-1]["evidence"] = triage.classify(run, rows[-1]["state"])
     return rows
 
 

@@ -79,3 +79,81 @@ def reason(run: RunDir, events_by_rank: dict[int, list[dict]] | None = None) -> 
         signals = f", signals {', '.join(ended['signals'])}" if ended.get("signals") else ""
         return f"job script ended {ended['state']} with status {ended.get('returncode')}{signals}"
     return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# failure classes, each with the log line that shows it
+
+CATEGORIES = (
+    "time limit",
+    "cancelled",
+    "preempted",
+    "out of memory",
+    "rendezvous or collective timeout",
+    "a rank died",
+    "bad input",
+    "unknown",
+)
+
+# strong evidence first: what SLURM or the kernel says ended the job
+_SCHEDULER = [
+    ("time limit", re.compile(r"DUE TO TIME LIMIT")),
+    ("preempted", re.compile(r"DUE TO PREEMPTION")),
+    ("out of memory", re.compile(r"CUDA out of memory|OutOfMemoryError|oom[-_ ]kill|Out Of Memory", re.IGNORECASE)),
+]
+# then, when no rank died from a signal, what the ranks logged
+_SYMPTOMS = [
+    (
+        "rendezvous or collective timeout",
+        re.compile(
+            r"RendezvousTimeoutError|RendezvousConnectionError|DistStoreError|collective operation timeout|"
+            r"Watchdog caught|Timed out (waiting|after)"
+        ),
+    ),
+    ("bad input", re.compile(r"DataError|not found under|error: argument|No such file or directory")),
+]
+
+
+def _log_lines(run: RunDir) -> list[str]:
+    lines: list[str] = []
+    for path in [run.job_log, *run.rank_logs(), *sorted(run.submitit.glob("*_log.out"))]:
+        try:
+            lines += path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+    return lines
+
+
+def _first(lines: list[str], patterns) -> tuple[str, str] | None:
+    for category, pattern in patterns:
+        for line in lines:
+            if pattern.search(line):
+                return category, line.strip()[:300]
+    return None
+
+
+def classify(
+    run: RunDir, state: str | None, events_by_rank: dict[int, list[dict]] | None = None
+) -> tuple[str, str | None]:
+    """The class of a run that did not complete, and the line that shows it (one of CATEGORIES)."""
+    if state == "CANCELLED" or run.cancel.exists():
+        return (
+            "cancelled",
+            f"{run.cancel.name}: cancelled by hpcdl cancel" if run.cancel.exists() else "SLURM state CANCELLED",
+        )
+    by_state = {"TIMEOUT": "time limit", "PREEMPTED": "preempted", "OUT_OF_MEMORY": "out of memory"}
+    if state in by_state:
+        return by_state[state], f"SLURM state {state}"
+    lines = _log_lines(run)
+    found = _first(lines, _SCHEDULER)
+    if found:
+        return found
+    cause = root_cause(run)
+    if cause is not None and re.search(r"exit code -\d+|Signal \d+", cause[1]):
+        return "a rank died", cause[1]  # the other ranks' timeouts and closed connections are its symptoms
+    found = _first(lines, _SYMPTOMS)
+    if found:
+        return found
+    if events_by_rank is None:
+        events_by_rank = read_events(run)
+    return "unknown", failed_rank(events_by_rank) or (cause[1] if cause else None)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,8 @@ def test_failed_and_unfinished_runs_are_listed_with_state_and_reason(study):
     assert bad.loc["c-2", "state"] == "UNFINISHED"
     assert bad.loc["c-2", "reason"] == "1 of 1 epochs logged; no exit record"
     md = report.markdown
-    assert "| b-2   | ddp        | 2         | FAILED     | rank 1: RuntimeError: boom" in md
+    assert re.search(r"\| b-2 +\| ddp +\| 2 +\| FAILED +\| unknown +\| rank 1: RuntimeError: boom", md)
+    assert "By class: unfinished 1, unknown 1." in md
     assert md.startswith("# Scaling report\n\n5 run(s) found, 3 completed.\n")
 
 
@@ -272,3 +274,95 @@ def test_collect_scaling_flag_on_the_command_line(hpcdl, tmp_path):
         2,
         "Error: Invalid value for '--scaling': 'sideways' is not one of 'weak', 'strong'.\n",
     )
+
+
+JOB_LOG_KILLED = """\
+[1]:
+  gloo RuntimeError: Connection closed by peer [127.0.0.1]:12345
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-22_05:11:25
+  host      : n1
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 8111)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 8111
+"""
+
+
+@pytest.mark.parametrize(
+    ("state", "job_log", "submitit_log", "expected"),
+    [
+        (
+            "FAILED",
+            JOB_LOG_KILLED,
+            "",
+            ("a rank died", "rank 1 died on n1 (exit code -9): Signal 9 (SIGKILL) received by PID 8111"),
+        ),
+        (
+            "TERMINATED",
+            "",
+            "slurmstepd-n1: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-22T05:07:05 DUE TO TIME LIMIT ***",
+            (
+                "time limit",
+                "slurmstepd-n1: error: *** JOB 6 ON n1 CANCELLED AT 2026-11-22T05:07:05 DUE TO TIME LIMIT ***",
+            ),
+        ),
+        (
+            "TERMINATED",
+            "",
+            "slurmstepd: error: *** JOB 7 ON n2 CANCELLED AT 2026-11-22T05:07:05 DUE TO PREEMPTION ***",
+            ("preempted", "slurmstepd: error: *** JOB 7 ON n2 CANCELLED AT 2026-11-22T05:07:05 DUE TO PREEMPTION ***"),
+        ),
+        (
+            "FAILED",
+            "[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+            "",
+            ("out of memory", "[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
+        ),
+        (
+            "FAILED",
+            "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError: timed out",
+            "",
+            (
+                "rendezvous or collective timeout",
+                "torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError: timed out",
+            ),
+        ),
+        (
+            "FAILED",
+            "[rank 0] ERROR failed: mnist not found under /data: Dataset not found.",
+            "",
+            ("bad input", "[rank 0] ERROR failed: mnist not found under /data: Dataset not found."),
+        ),
+        ("TIMEOUT", "", "", ("time limit", "SLURM state TIMEOUT")),
+        ("OUT_OF_MEMORY", "", "", ("out of memory", "SLURM state OUT_OF_MEMORY")),
+        ("FAILED", "something else entirely", "", ("unknown", None)),
+    ],
+    ids=[
+        "killed",
+        "time-limit-log",
+        "preempted",
+        "oom",
+        "rendezvous",
+        "bad-input",
+        "timeout-state",
+        "oom-state",
+        "unknown",
+    ],
+)
+def test_failures_are_classified_with_the_line_that_shows_it(tmp_path, state, job_log, submitit_log, expected):
+    from hpc_dl import triage
+
+    run = RunDir.create(tmp_path, "s", "r")
+    run.job_log.write_text(job_log)
+    (run.submitit / "7_0_log.out").write_text(submitit_log)
+    assert triage.classify(run, state) == expected
+
+
+def test_a_cancelled_run_is_classified_cancelled(tmp_path):
+    from hpc_dl import triage
+
+    run = RunDir.create(tmp_path, "s", "r")
+    run.cancel.write_text("{}")
+    assert triage.classify(run, "TERMINATED") == ("cancelled", "cancel.json: cancelled by hpcdl cancel")
