@@ -223,19 +223,80 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(report: Report) -> dict:
-    def records(df: pd.DataFrame) -> list[dict]:
-        return [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-            for row in df.astype(object).to_dict(orient="records")
-        ]
+def records(df: pd.DataFrame) -> list[dict]:
+    """A DataFrame as JSON-ready records (NaN -> null)."""
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in df.astype(object).to_dict(orient="records")
+    ]
 
+
+def to_json(report: Report) -> dict:
+    fits = report.fits if report.fits is not None else pd.DataFrame()
     return {
         "scaling": records(report.scaling),
-        "fits": records(report.fits if report.fits is not None else pd.DataFrame()),
+        "fits": records(fits),
         "runs": records(report.runs),
         "skipped_lines": report.skipped_lines,
     }
+
+
+def _tolerance(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.0%}"
+
+
+def check_markdown(checked: pd.DataFrame) -> str:
+    """The references check, a row per reference."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in checked.itertuples():
+        tol = f"{_tolerance(r.lower)} / {_tolerance(r.upper)}"
+        value = "-" if math.isnan(r.value) else f"{r.value:.4g} {r.unit}".strip()
+        dev = "-" if math.isnan(r.deviation) else f"{r.deviation:+.1%}"
+        rows.append(
+            [r.strategy, r.model, r.workers, r.metric, f"{r.target:.4g} {r.unit}".strip(), tol, value, dev, r.status]
+        )
+    headers = ["strategy", "model", "workers", "metric", "target", "tolerance", "measured", "deviation", "status"]
+    return "## Check against references\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def compare_markdown(both: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for r in both.to_dict(orient="records"):
+        rows.append(
+            [
+                r["strategy"],
+                r["variant"],
+                r["model"],
+                r["batch_size"],
+                r["workers"],
+                r["nodes"],
+                f"{r['throughput A']:.1f}",
+                f"{r['throughput B']:.1f}",
+                f"{r['throughput diff %']:+.1f}%",
+                f"{r['time_per_epoch_s A']:.3f}",
+                f"{r['time_per_epoch_s B']:.3f}",
+                f"{r['time_per_epoch_s diff %']:+.1f}%",
+            ]
+        )
+    headers = [
+        "strategy",
+        "variant",
+        "model",
+        "batch/worker",
+        "workers",
+        "nodes",
+        "samples/s A",
+        "samples/s B",
+        "diff",
+        "time/epoch A",
+        "time/epoch B",
+        "diff",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def write(report: Report, out: Path, plots: bool = True) -> list[Path]:

@@ -639,6 +639,13 @@ def cancel(run: str, runs_dir: str | None) -> int:
 )
 @click.option("--trim", is_flag=True, help="Drop the fastest and slowest of 5 or more repeats (MLPerf HPC).")
 @click.option("--include-warmup", is_flag=True, help="Time epoch 1 too (it is left out by default).")
+@click.option(
+    "--check",
+    "refs_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A references file (YAML): pass/fail per point; exit 1 on a regression.",
+)
 @runs_dir_option
 def collect(
     dirs: tuple[Path, ...],
@@ -648,20 +655,62 @@ def collect(
     scaling: str,
     trim: bool,
     include_warmup: bool,
+    refs_file: Path | None,
     runs_dir: str | None,
 ) -> int:
-    """Gather run folders into a scaling table (CSV, Markdown) and plots."""
+    """Gather run folders into a scaling table (CSV, Markdown) and plots; --check compares with references."""
     from .analysis import collect as col
 
+    refs = None
+    if refs_file is not None:
+        from .analysis import refs as refs_mod
+
+        refs = refs_mod.load_references(refs_file)  # a bad file fails before anything is written
     report = col.collect(list(dirs) or [_runs_root(runs_dir)], include_warmup, trim, scaling)
     written = col.write(report, out, plots=not no_plots)
+    checked = None if refs is None else refs_mod.check(report.scaling, refs)
     if as_json:
-        click.echo(json.dumps(col.to_json(report), indent=2))
+        data = col.to_json(report)
+        if checked is not None:
+            data["check"] = col.records(checked)
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(report.markdown)
+        click.echo("")
+        for path in written:
+            click.echo(f"wrote {path}")
+    if checked is None:
         return 0
-    click.echo(report.markdown)
-    click.echo("")
-    for path in written:
-        click.echo(f"wrote {path}")
+    if not as_json:
+        click.echo("")
+        click.echo(col.check_markdown(checked))
+    failed = int((checked["status"] != "pass").sum())
+    click.echo(
+        f"check: {len(checked) - failed} of {len(checked)} reference(s) pass"
+        + (f", {failed} regression(s) or missing point(s)" if failed else ""),
+        err=True,
+    )
+    return 1 if failed else 0
+
+
+@cli.command()
+@click.argument("study_a", type=click.Path(path_type=Path))
+@click.argument("study_b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--scaling", type=click.Choice(["weak", "strong"]), default="weak", show_default=True)
+def compare(study_a: Path, study_b: Path, as_json: bool, scaling: str) -> int:
+    """Two studies side by side: the points they share, with B's % difference from A."""
+    from .analysis import collect as col
+    from .analysis import refs as refs_mod
+
+    a = col.collect([study_a], scaling=scaling).scaling
+    b = col.collect([study_b], scaling=scaling).scaling
+    both = refs_mod.compare(a, b, "A", "B")
+    if as_json:
+        click.echo(json.dumps(col.records(both), indent=2))
+        return 0
+    click.echo(f"A = {study_a}\nB = {study_b}\n")
+    click.echo(col.compare_markdown(both))
     return 0
 
 
