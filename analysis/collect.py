@@ -45,6 +45,7 @@ class Report:
     fits: pd.DataFrame | None = None
     include_warmup: bool = False
     trim: bool = False
+    breakdown: pd.DataFrame | None = None
 
     @property
     def not_completed(self) -> pd.DataFrame:
@@ -74,6 +75,7 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
         kfold=kfold_mod.kfold_table(loaded.runs),
         include_warmup=include_warmup,
         trim=trim,
+        breakdown=scaling_mod.breakdown(loaded.runs, loaded.epochs, include_warmup, scaling),
     )
 
 
@@ -96,7 +98,17 @@ def _fmt(value, column: str) -> str:
         return f"{value:.1f}"
     if column == "throughput_ci":
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.1f}-{value[1]:.1f}"
-    if column in ("time_per_epoch_s", "serial_s", "wall_s"):
+    if column in (
+        "time_per_epoch_s",
+        "serial_s",
+        "wall_s",
+        "data_s",
+        "forward_s",
+        "backward_compute_s",
+        "communication_s",
+        "optimizer_s",
+        "other_s",
+    ):
         return f"{value:.3f}"
     return str(value)
 
@@ -174,6 +186,7 @@ def to_markdown(report: Report) -> str:
             )
             lines.append("")
             lines.append("- The interval needs 3 or more points (2 fit exactly).")
+        lines += breakdown_markdown(report.breakdown)
     elif report.kfold is None or report.kfold.empty:
         lines += ["", "No completed run to build a scaling table from."]
     if report.kfold is not None and not report.kfold.empty:
@@ -229,6 +242,38 @@ def records(df: pd.DataFrame) -> list[dict]:
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         for row in df.astype(object).to_dict(orient="records")
     ]
+
+
+BREAKDOWN_HEADERS = {
+    "strategy": "strategy",
+    "variant": "variant",
+    "model": "model",
+    "workers": "workers",
+    "nodes": "nodes",
+    "time_per_epoch_s": "epoch",
+    "data_s": "data",
+    "forward_s": "forward",
+    "backward_compute_s": "backward",
+    "communication_s": "communication",
+    "optimizer_s": "optimizer",
+    "other_s": "other",
+    "bound": "bound",
+}
+
+
+def breakdown_markdown(b: pd.DataFrame | None) -> list[str]:
+    if b is None or b.empty:
+        return []
+    lines = ["", "## Where the time goes (seconds per epoch, mean over ranks)", "", _table(b, BREAKDOWN_HEADERS), ""]
+    lines.append(
+        "- communication: the backward pass's extra time per sample over the baseline point (the gradient "
+        "all-reduce that the backward computation does not hide); other: waiting for the slowest rank and "
+        "bookkeeping. Timed on CPU workers; strategies with their own step (pipeline) are not split."
+    )
+    bound = b[b["bound"] != "compute"]
+    for r in bound.itertuples():
+        lines.append(f"- {r.strategy} {r.model}: {r.bound}-bound at {r.workers} worker(s) on {r.nodes} node(s).")
+    return lines
 
 
 def to_json(report: Report) -> dict:
@@ -306,6 +351,11 @@ def write(report: Report, out: Path, plots: bool = True) -> list[Path]:
         out / "scaling.csv": report.scaling.to_csv(index=False),
         out / "runs.csv": report.runs.to_csv(index=False),
         out / "epochs.csv": report.epochs.to_csv(index=False),
+        **(
+            {out / "breakdown.csv": report.breakdown.to_csv(index=False)}
+            if report.breakdown is not None and not report.breakdown.empty
+            else {}
+        ),
         **(
             {out / "kfold.csv": report.kfold.to_csv(index=False)}
             if report.kfold is not None and not report.kfold.empty

@@ -45,12 +45,17 @@ RUN_COLUMNS = [
     "test_accuracy",
     "folder",
 ]
+PHASES = ("forward", "backward", "optimizer")
 EPOCH_COLUMNS = [
     "run",
     "epoch",
     "workers",
     "time_s",
     "data_time_s",
+    "forward_s",
+    "backward_s",
+    "optimizer_s",
+    "rank_samples",
     "samples",
     "throughput",
     "loss",
@@ -132,6 +137,7 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
     # the global (all-reduced) values are the same on every rank: take them from the lowest rank that has them
     epochs: dict[int, dict] = {}
     data_time: dict[int, float] = {}
+    phases: dict[int, list[list[float]]] = {}
     for rank in sorted(by_rank):
         for ev in by_rank[rank]:
             kind = ev["event"]
@@ -151,6 +157,9 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
                 dt = _num(ev.get("rank_data_time(s)"))
                 if dt is not None:
                     data_time[e] = max(data_time.get(e, 0.0), dt)
+                ph = [_num(ev.get(f"rank_{name}_time(s)")) for name in PHASES] + [_num(ev.get("rank_samples"))]
+                if None not in ph:
+                    phases.setdefault(e, []).append(ph)
                 epochs.setdefault(
                     e,
                     {
@@ -170,6 +179,10 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
     for e, rec in epochs.items():
         rec["workers"] = row["workers"]
         rec["data_time_s"] = data_time.get(e)
+        per_rank = phases.get(e)
+        if per_rank:  # the mean over the ranks that timed their phases
+            means = [sum(col) / len(per_rank) for col in zip(*per_rank, strict=True)]
+            rec.update(forward_s=means[0], backward_s=means[1], optimizer_s=means[2], rank_samples=means[3])
     row["epochs_done"] = len(epochs)
     row["restarts"] = max((row["restarts"] or 1) - 1, 0)
 

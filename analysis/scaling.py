@@ -183,3 +183,71 @@ def fit(scaling: pd.DataFrame) -> pd.DataFrame:
             [*key[:4], key[4], key[5], "Amdahl" if kind == "strong" else "Gustafson", len(q), float(s_hat), low, high]
         )
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
+
+
+BREAKDOWN_COLUMNS = [
+    "strategy",
+    "variant",
+    "model",
+    "dataset",
+    "batch_size",
+    "precision",
+    "workers",
+    "nodes",
+    "time_per_epoch_s",
+    "data_s",
+    "forward_s",
+    "backward_compute_s",
+    "communication_s",
+    "optimizer_s",
+    "other_s",
+    "bound",
+]
+
+
+def breakdown(
+    runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = False, scaling: str = "weak"
+) -> pd.DataFrame:
+    """Where an epoch's time goes, per point (seconds, mean over the ranks, median over repeats).
+
+    data: waiting for the loader; forward; optimizer; backward split into compute and communication, where
+    communication is the backward pass's extra time per sample over the group's baseline point (what the
+    gradient all-reduce adds, not hidden behind the backward computation); other: the rest of the epoch
+    (waiting for the slowest rank, bookkeeping). A point is communication-bound when communication exceeds
+    compute (forward + backward compute + optimizer), data-bound when the loader wait does.
+    """
+    done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]
+    timed = timed_epochs(epochs[epochs["run"].isin(done["run"])], include_warmup)
+    timed = timed.dropna(subset=["forward_s", "backward_s", "optimizer_s", "rank_samples", "data_time_s"])
+    if timed.empty:
+        return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
+    cols = ["time_s", "data_time_s", "forward_s", "backward_s", "optimizer_s", "rank_samples"]
+    per_run = timed.groupby("run")[cols].mean().reset_index()
+    group = GROUP if scaling == "weak" else STRONG_GROUP
+    table = done.merge(per_run, on="run")
+    points = (
+        table.groupby(group + ["workers", "nodes"], dropna=False)[
+            cols + (["batch_size"] if "batch_size" not in group else ["global_batch_size"])
+        ]
+        .median()
+        .reset_index()
+    )
+    points["per_sample"] = points["backward_s"] / points["rank_samples"]
+    base = points.loc[points.groupby(group, dropna=False)["workers"].idxmin(), group + ["per_sample"]]
+    points = points.merge(base.rename(columns={"per_sample": "base_per_sample"}), on=group)
+    comm = ((points["per_sample"] - points["base_per_sample"]) * points["rank_samples"]).clip(lower=0.0)
+    points["communication_s"] = comm
+    points["backward_compute_s"] = points["backward_s"] - comm
+    points["data_s"] = points["data_time_s"]
+    points["time_per_epoch_s"] = points["time_s"]
+    busy = points[["data_s", "forward_s", "backward_s", "optimizer_s"]].sum(axis=1)
+    points["other_s"] = (points["time_s"] - busy).clip(lower=0.0)
+    compute = points["forward_s"] + points["backward_compute_s"] + points["optimizer_s"]
+    points["bound"] = np.where(
+        points["communication_s"] > compute, "communication", np.where(points["data_s"] > compute, "data", "compute")
+    )
+    return (
+        points[BREAKDOWN_COLUMNS]
+        .sort_values(["strategy", "variant", "model", "workers", "nodes"])
+        .reset_index(drop=True)
+    )

@@ -26,6 +26,7 @@ def make_run(
     extra_lines: str = "",
     failure: str | None = None,
     model: str = "mnist-cnn",
+    phases: tuple | None = None,
 ) -> RunDir:
     run = RunDir.create(root, "study", run_id)
     spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model)
@@ -60,6 +61,16 @@ def make_run(
                         "loss": 1.0 / e,
                         "accuracy": 0.5,
                         "rank_data_time(s)": 0.1 * (rank + 1),
+                        **(
+                            {
+                                "rank_forward_time(s)": phases[0],
+                                "rank_backward_time(s)": phases[1],
+                                "rank_optimizer_time(s)": phases[2],
+                                "rank_samples": samples // world,
+                            }
+                            if phases
+                            else {}
+                        ),
                     }
                 )
             )
@@ -366,3 +377,26 @@ def test_a_cancelled_run_is_classified_cancelled(tmp_path):
     run = RunDir.create(tmp_path, "s", "r")
     run.cancel.write_text("{}")
     assert triage.classify(run, "TERMINATED") == ("cancelled", "cancel.json: cancelled by hpcdl cancel")
+
+
+def test_breakdown_splits_backward_into_compute_and_communication(tmp_path):
+    root = tmp_path / "runs"
+    # 1 worker: 1000 samples, backward 2.0 s (2 ms/sample); 2 workers: 500 samples/rank, backward 1.6 s (3.2 ms/sample)
+    make_run(root, "b1", 1, [100.0], phases=(1.0, 2.0, 0.5))
+    make_run(root, "b2", 2, [180.0], phases=(0.5, 1.6, 0.25))
+    b = col.collect([root]).breakdown.set_index("workers")
+    assert b.loc[1, "communication_s"] == 0.0 and b.loc[1, "backward_compute_s"] == 2.0
+    assert b.loc[2, "communication_s"] == pytest.approx(0.6)  # (3.2 - 2.0) ms x 500 samples
+    assert b.loc[2, "backward_compute_s"] == pytest.approx(1.0)
+    assert b.loc[2, "data_s"] == pytest.approx(0.2)  # the slowest rank's loader wait
+    assert b.loc[2, "other_s"] == pytest.approx(1000 / 180 - 0.2 - 0.5 - 1.6 - 0.25)
+    assert list(b["bound"]) == ["compute", "compute"]
+
+
+def test_breakdown_says_communication_bound(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "c1", 1, [100.0], phases=(0.2, 0.4, 0.1))
+    make_run(root, "c4", 4, [120.0], phases=(0.05, 1.5, 0.025))
+    report = col.collect([root])
+    assert list(report.breakdown["bound"]) == ["compute", "communication"]
+    assert "- ddp mnist-cnn: communication-bound at 4 worker(s) on 1 node(s)." in report.markdown

@@ -58,17 +58,25 @@ class Trainer:
             self.autocast = lambda: torch.autocast(device_type=dev, dtype=dtype)
         self.scaler = torch.amp.GradScaler(dev, enabled=self.amp and self.cfg.precision == "fp16")
         self.history: list[dict] = []
+        self.phases: dict[str, float] = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
 
     # -- one step
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
         """One step; returns (summed loss, correct predictions, samples this rank counts)."""
+        t0 = time.perf_counter()
         self.optimizer.zero_grad()
         with self.autocast():
             out = self.model(x)
             loss = self.loss_fn(out, y)
-        self.scaler.scale(loss / len(y)).backward()
+        t1 = time.perf_counter()
+        self.scaler.scale(loss / len(y)).backward()  # with DDP, FSDP or Horovod this includes their communication
+        t2 = time.perf_counter()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        phases = self.phases
+        phases["forward"] += t1 - t0
+        phases["backward"] += t2 - t1
+        phases["optimizer"] += time.perf_counter() - t2
         return float(loss.detach()), int((out.argmax(1) == y).sum()), len(y)
 
     def _run_epoch(self, epoch: int) -> dict:
@@ -76,6 +84,7 @@ class Trainer:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         loss_sum, correct, samples, data_s = 0.0, 0, 0, 0.0
+        self.phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
         start = time.perf_counter()
         fetch = time.perf_counter()
         for x, y in self.train_loader:
@@ -96,6 +105,12 @@ class Trainer:
             "time(s)": g_time,
             "rank_time(s)": rank_time,
             "rank_data_time(s)": data_s,
+            # on CPU the phase timers are exact; on a GPU they time the launches (kernels run asynchronously), and
+            # strategies with their own step (pipeline, horovod accumulation) do not fill them: then null
+            **{
+                f"rank_{name}_time(s)": (value if self.env.device.type == "cpu" and any(self.phases.values()) else None)
+                for name, value in self.phases.items()
+            },
             "samples": int(g_samples),
             "rank_samples": samples,
             "throughput(samples/s)": g_samples / g_time if g_time > 0 else None,
