@@ -7,6 +7,7 @@ run with an unreadable spec is listed as CORRUPT, an unfinished run as UNFINISHE
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,7 +215,12 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
 def load(paths: list[Path]) -> Loaded:
     """Every run under the given folders, as DataFrames."""
     rows, epoch_rows, skipped = [], [], 0
-    for run in find_runs([Path(p) for p in paths]):
+    found = find_runs([Path(p) for p in paths])
+    if len(found) >= 200 and sys.stderr.isatty():  # thousands of runs: show progress on a terminal
+        from tqdm import tqdm
+
+        found = tqdm(found, desc="reading runs", unit="run", file=sys.stderr)
+    for run in found:
         row, erows, bad = read_run(run)
         rows.append(row)
         epoch_rows += erows

@@ -714,6 +714,29 @@ def compare(study_a: Path, study_b: Path, as_json: bool, scaling: str) -> int:
     return 0
 
 
+@cli.command()
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Where report.html, report.md and the figures go.",
+)
+@click.option("--scaling", type=click.Choice(["weak", "strong"]), default="weak", show_default=True)
+@click.option("--trim", is_flag=True, help="Drop the fastest and slowest of 5 or more repeats (MLPerf HPC).")
+@runs_dir_option
+def report(dirs: tuple[Path, ...], out: Path, scaling: str, trim: bool, runs_dir: str | None) -> int:
+    """One self-contained HTML page (and Markdown): tables, figures, failures and the environment."""
+    from .analysis import collect as col
+    from .analysis import report as report_mod
+
+    rep = col.collect(list(dirs) or [_runs_root(runs_dir)], trim=trim, scaling=scaling)
+    for path in report_mod.write_report(rep, out):
+        click.echo(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- profiles
 
 

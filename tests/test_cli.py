@@ -8,6 +8,7 @@ from tests.conftest import run_folders
 
 COMMANDS = [
     ["kfold"],
+    ["report"],
     ["compare"],
     [],
     ["submit"],

@@ -149,3 +149,39 @@ def test_compare_with_nothing_in_common(tmp_path, hpcdl):
         "Error: A and B have no point in common (same strategy, variant, model, data set, batch, precision, "
         "workers and nodes)\n",
     )
+
+
+def test_report_writes_one_self_contained_page_and_markdown(tmp_path, hpcdl):
+    root = tmp_path / "runs"
+    make_run(root, "p1", 1, [100.0], phases=(1.0, 2.0, 0.5))
+    make_run(root, "p2", 2, [180.0], phases=(0.5, 1.6, 0.25))
+    make_run(root, "p3", 2, [10.0], state="FAILED", failure="RuntimeError: boom")
+    out = tmp_path / "rep"
+    result = hpcdl("report", str(root), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    names = [line.split("/")[-1] for line in result.stdout.splitlines()]
+    assert names == [
+        "report.html",
+        "report.md",
+        "report-throughput.png",
+        "report-speedup.png",
+        "report-efficiency.png",
+        "report-time_per_epoch.png",
+        "report-accuracy.png",
+        "report-breakdown.png",
+    ]
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and "src='report-" not in page  # self-contained
+    assert "Runs that did not complete" in page and "rank 1: RuntimeError: boom" in page
+    md = (out / "report.md").read_text()
+    assert "## Where the time goes" in md and "## Environment" in md and "- hpcdl: 0.1.0" in md
+
+
+def test_report_on_an_empty_folder(tmp_path, hpcdl):
+    (tmp_path / "empty").mkdir()
+    result = hpcdl("report", str(tmp_path / "empty"), "--out", str(tmp_path / "rep"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"Error: no runs under {tmp_path / 'empty'} (a run folder holds spec.json)\n",
+    )
+    assert not (tmp_path / "rep").exists()
