@@ -12,6 +12,8 @@ point are combined by their median.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -172,7 +174,9 @@ def fit(scaling: pd.DataFrame) -> pd.DataFrame:
             def law(x, s):
                 return x - s * (x - 1.0)
 
-        (s_hat,), cov = optimize.curve_fit(law, q, speedup, p0=[0.1])
+        with warnings.catch_warnings():  # 2 points fit exactly: no covariance, and no interval is reported
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            (s_hat,), cov = optimize.curve_fit(law, q, speedup, p0=[0.1])
         dof = len(q) - 1
         if dof >= 1 and np.isfinite(cov).all() and len(q) > 2:
             half = stats.t.ppf(0.975, dof) * float(np.sqrt(cov[0, 0]))
