@@ -476,6 +476,100 @@ def kfold(
     return _array_submit("kfold", points, prof, _runs_root(runs_dir), study, out, templates, throttle, throttle, wait)
 
 
+# ---------------------------------------------------------------------------------------------------- study
+
+
+@cli.group()
+def study() -> None:
+    """Named studies from YAML files (the shipped ones reproduce the seed studies at small scale)."""
+
+
+@study.command("list")
+def study_list() -> int:
+    """List the shipped studies and what each checks."""
+    from . import studies
+
+    for name in studies.available():
+        s = studies.load(name)
+        click.echo(f"{name:<24} {s.kind:<6} {s.claim}")
+    return 0
+
+
+@study.command("run")
+@click.argument("ref", metavar="NAME_OR_FILE")
+@click.option("--profile", default=None, help="Cluster profile (default as for submit).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the collect job writes the report (default: results/<study name>).",
+)
+@click.option("--throttle", type=int, default=None, help="At most this many runs at once (default: the study's).")
+@runs_dir_option
+@click.option("--dry-run", is_flag=True, help="Print the runs and the array's parameters; submit nothing.")
+@click.option("--wait", is_flag=True, help="Block until every run and the collect job end.")
+def study_run(
+    ref: str,
+    profile: str | None,
+    out: Path | None,
+    throttle: int | None,
+    runs_dir: str | None,
+    dry_run: bool,
+    wait: bool,
+) -> int:
+    """Run a study: a sweep or a k-fold, as one job array, then collect."""
+    from . import profiles, studies
+    from .sweep import expand_kfold, expand_with_skips, parse_vary
+
+    st = studies.load(ref)
+    prof = profiles.load(profile)
+    out = out or Path("results") / st.name
+    throttle = throttle or st.throttle
+    o = st.options
+    if st.kind == "sweep":
+        vary = parse_vary([f"{k}={','.join(str(v) for v in vs)}" for k, vs in (o.get("vary") or {}).items()])
+        points, skipped = expand_with_skips(
+            st.spec,
+            o.get("strategy", ["ddp"]),
+            o.get("nodes", [1]),
+            o.get("gpus", [1]),
+            int(o.get("repeats", 1)),
+            vary,
+            bool(o.get("skip_invalid", False)),
+        )
+        for line in skipped:
+            click.echo(f"skipped {line}", err=True)
+        labels = [
+            f"{p.spec.strategy} {p.spec.nodes}x{p.spec.gpus}"
+            f"{''.join(f' {k}={getattr(p.spec, k)}' for k in vary)} repeat {p.repeat}"
+            for p in points
+        ]
+        parallel = 1
+    else:
+        from .spec import JobSpec
+
+        models = o.get("models", ["mnist-cnn"])
+        schedulers = o.get("schedulers", ["none"])
+        folds = int(o.get("folds", 5))
+        base = JobSpec(
+            **{
+                **st.spec,
+                "strategy": "kfold",
+                "model": models[0],
+                "scheduler": schedulers[0],
+                "folds": max(folds, 2),
+                "fold": 0,
+            }
+        )
+        points = expand_kfold(base, folds, models, schedulers)
+        labels = [f"{p.spec.model} scheduler {p.spec.scheduler} fold {p.spec.fold + 1}/{folds}" for p in points]
+        parallel = throttle
+    click.echo(f"study {st.name}: {st.claim}")
+    if dry_run:
+        return _array_dry_run(st.kind, points, labels, prof, throttle, out)
+    return _array_submit(st.kind, points, prof, _runs_root(runs_dir), st.name, out, None, throttle, parallel, wait)
+
+
 # ---------------------------------------------------------------------------------------------------- status
 
 

@@ -8,6 +8,9 @@ from tests.conftest import run_folders
 
 COMMANDS = [
     ["kfold"],
+    ["study"],
+    ["study", "list"],
+    ["study", "run"],
     ["report"],
     ["compare"],
     [],
