@@ -98,6 +98,7 @@ def test_ddp_two_workers_then_one_then_collect(hpcdl, runs_root, tmp_path):
     assert result.exit_code == 0
     assert result.stdout.startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "breakdown.csv",  # CPU workers time their phases
         "epochs.csv",
         "runs.csv",
         "scaling.csv",
