@@ -42,17 +42,36 @@ def speedup_figure(scaling: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def _per_workers(scaling: pd.DataFrame, y: str, ylabel: str, title: str, ideal: float | None = None) -> plt.Figure:
-    df = scaling.assign(series=_label(scaling))
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    sns.lineplot(data=df, x="workers", y=y, hue="series", marker="o", ax=ax)
-    if ideal is not None:
-        ax.axhline(ideal, linestyle="--", color="grey", label="ideal")
-        ax.legend()
-    ax.set(xlabel="workers" + _cpu_note(df), ylabel=ylabel, title=title)
-    ax.set_xticks(sorted(df["workers"].unique()))
-    ax.set_ylim(bottom=0)
-    return fig
+def _faceted(scaling: pd.DataFrame, y: str, ylabel: str, title: str, ideal: str | None = None) -> plt.Figure:
+    """One panel per strategy (models/variants/batches as colours); ideal: "speedup" draws q, "efficiency" 1."""
+    df = scaling.assign(
+        series=scaling["model"] + " / " + scaling["variant"] + " / bs " + scaling["batch_size"].astype(str),
+        ideal=scaling["workers"] / scaling["baseline_workers"],
+    )
+    grid = sns.relplot(
+        data=df,
+        x="workers",
+        y=y,
+        hue="series",
+        col="strategy",
+        kind="line",
+        marker="o",
+        col_wrap=min(3, df["strategy"].nunique()),
+        height=3,
+        aspect=1.2,
+        facet_kws={"sharey": False, "sharex": False},
+    )
+    for strategy, ax in grid.axes_dict.items():
+        part = df[df["strategy"] == strategy].sort_values("workers")
+        if ideal == "speedup":
+            ax.plot(part["workers"], part["ideal"], linestyle="--", color="grey")
+        elif ideal == "efficiency":
+            ax.axhline(1.0, linestyle="--", color="grey")
+        ax.set_xticks(sorted(part["workers"].unique()))
+        ax.set_ylim(bottom=0)
+    grid.set_axis_labels("workers" + _cpu_note(df), ylabel)
+    grid.figure.suptitle(title + (" (dashed: ideal)" if ideal else ""), y=1.02)
+    return grid.figure
 
 
 def breakdown_figure(breakdown: pd.DataFrame) -> plt.Figure:
@@ -79,15 +98,21 @@ def breakdown_figure(breakdown: pd.DataFrame) -> plt.Figure:
 def figures(
     scaling: pd.DataFrame, breakdown: pd.DataFrame | None = None, all_figures: bool = False
 ) -> dict[str, plt.Figure]:
-    """throughput and speedup (what collect writes); with all_figures, also efficiency, time per epoch,
-    accuracy and the time breakdown (what report shows)."""
+    """throughput and speedup (what collect writes); with all_figures, one panel per strategy for throughput,
+    speedup, efficiency, time per epoch and accuracy, and the time breakdown (what report shows)."""
     if scaling.empty:
         return {}
-    out = {"throughput": throughput_figure(scaling), "speedup": speedup_figure(scaling)}
-    if all_figures:
-        out["efficiency"] = _per_workers(scaling, "efficiency", "parallel efficiency", "Efficiency vs workers", 1.0)
-        out["time_per_epoch"] = _per_workers(scaling, "time_per_epoch_s", "seconds per epoch", "Time per epoch")
-        out["accuracy"] = _per_workers(scaling, "test_accuracy", "test accuracy", "Accuracy vs workers")
-        if breakdown is not None and not breakdown.empty:
-            out["breakdown"] = breakdown_figure(breakdown)
+    if not all_figures:
+        return {"throughput": throughput_figure(scaling), "speedup": speedup_figure(scaling)}
+    out = {
+        "throughput": _faceted(scaling, "throughput", "samples/s", "Throughput vs workers"),
+        "speedup": _faceted(scaling, "speedup", "speedup vs baseline", "Speedup vs workers", ideal="speedup"),
+        "efficiency": _faceted(
+            scaling, "efficiency", "parallel efficiency", "Efficiency vs workers", ideal="efficiency"
+        ),
+        "time_per_epoch": _faceted(scaling, "time_per_epoch_s", "seconds per epoch", "Time per epoch"),
+        "accuracy": _faceted(scaling, "test_accuracy", "test accuracy", "Accuracy vs workers"),
+    }
+    if breakdown is not None and not breakdown.empty:
+        out["breakdown"] = breakdown_figure(breakdown)
     return out

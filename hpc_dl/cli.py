@@ -193,10 +193,12 @@ def _spec_and_profile(time_limit: str, sbatch_opts: tuple[str, ...], profile: st
     show_default=True,
     help="GPUs per node; on a node without GPUs, worker processes per node.",
 )
+@click.option("--repeats", type=int, default=1, show_default=True, help="Submit the same job this many times.")
 @_spec_options
 @click.option("--dry-run", is_flag=True, help="Print the job script and submission parameters; submit nothing.")
 @click.option("--wait", is_flag=True, help="Block until the job ends; exit with its status.")
 def submit(
+    repeats: int,
     dry_run: bool,
     wait: bool,
     profile: str | None,
@@ -212,6 +214,8 @@ def submit(
 
     spec, prof = _spec_and_profile(time_limit, sbatch_opts, profile, study, **fields)
     root = _runs_root(runs_dir)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise UsageError(f"invalid repeats: {repeats!r} (must be an integer >= 1)")
     if dry_run:
         run_id, run_path, rendered = sub.plan(spec, prof, root, study, templates)
         click.echo(rendered.script, nl=False)
@@ -224,23 +228,30 @@ def submit(
         ]:
             click.echo(f"# {line}")
         return 0
-    s = sub.submit(spec, prof, root, study, templates)
-    click.echo(f"submitted run {s.run.run_id} (job {s.job_id}, {s.executor} executor)")
-    click.echo(f"  folder  {s.run.path}")
-    click.echo(f"  log     {s.run.job_log}")
-    click.echo(f"  ranks   {s.run.logs}/rank-<R>.log")
-    click.echo(f"  follow  hpcdl logs {s.run.run_id} --runs-dir {root} --follow")
+    submitted = []
+    for _ in range(repeats):  # repeats are separate jobs: each gets its own run folder and allocation
+        s = sub.submit(spec, prof, root, study, templates)
+        submitted.append(s)
+        click.echo(f"submitted run {s.run.run_id} (job {s.job_id}, {s.executor} executor)")
+        click.echo(f"  folder  {s.run.path}")
+        click.echo(f"  log     {s.run.job_log}")
+        click.echo(f"  ranks   {s.run.logs}/rank-<R>.log")
+        click.echo(f"  follow  hpcdl logs {s.run.run_id} --runs-dir {root} --follow")
     if not wait:
         return 0
     limit = spec.time_limit * 60 + 300
-    state = sub.wait(s.run, timeout_s=limit)
-    if state not in sub.TERMINAL:
-        click.echo(
-            f"run {s.run.run_id}: still {state} after waiting {limit} s (its time limit + 5 min); not waiting on"
-        )
-        return 1
-    click.echo(f"run {s.run.run_id}: {state}")
-    return 0 if state == "COMPLETED" else 1
+    worst = 0
+    for s in submitted:
+        state = sub.wait(s.run, timeout_s=limit)
+        if state not in sub.TERMINAL:
+            click.echo(
+                f"run {s.run.run_id}: still {state} after waiting {limit} s (its time limit + 5 min); not waiting on"
+            )
+            worst = 1
+            continue
+        click.echo(f"run {s.run.run_id}: {state}")
+        worst = worst or (0 if state == "COMPLETED" else 1)
+    return worst
 
 
 # ---------------------------------------------------------------------------------------------------- sweep

@@ -222,3 +222,14 @@ def test_local_sweep_runs_the_points_in_turn_then_collects(hpcdl, runs_root, tmp
     ends = sorted(runs_mod.read_json(r.exit)["ended"] for r in runs)
     assert ends[0] <= starts[1]  # one after the other: timings never overlap
     assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
+
+
+def test_submit_repeats_are_separate_runs_that_collect_combines(hpcdl, runs_root):
+    result = hpcdl("submit", *SMALL, "--gpus", "1", "--epochs", "2", "--repeats", "2", "--wait")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("submitted run ") for line in lines) == 2
+    assert [line.split(": ")[1] for line in lines if line.startswith("run ")] == ["COMPLETED", "COMPLETED"]
+    s = col.collect([runs_root]).scaling
+    assert (s["runs"][0], s["workers"][0]) == (2, 1)
+    assert s["throughput_ci_low"][0] <= s["throughput"][0] <= s["throughput_ci_high"][0]
