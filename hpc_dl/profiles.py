@@ -73,17 +73,17 @@ class ClusterProfile:
         if spec.nodes > part.max_nodes:
             raise SpecError(
                 f"invalid nodes: {spec.nodes} (partition {part.name!r} of profile {self.name!r} allows at most "
-                f"{part.max_nodes})"
+                f"{part.max_nodes}){self._fits_elsewhere(spec)}"
             )
         if part.gpus_per_node > 0 and spec.gpus > part.gpus_per_node:
             raise SpecError(
                 f"invalid gpus: {spec.gpus} (partition {part.name!r} of profile {self.name!r} has "
-                f"{part.gpus_per_node} GPUs per node)"
+                f"{part.gpus_per_node} GPUs per node){self._fits_elsewhere(spec)}"
             )
         if spec.time_limit > part.max_time:
             raise SpecError(
                 f"invalid time limit: {format_time(spec.time_limit)} (partition {part.name!r} allows at most "
-                f"{format_time(part.max_time)})"
+                f"{format_time(part.max_time)}){self._fits_elsewhere(spec)}"
             )
         if spec.gpu_type is not None:
             if part.gpus_per_node == 0 or spec.gpu_type not in part.gpu_types:
@@ -94,6 +94,20 @@ class ClusterProfile:
                 f"invalid precision: 'fp16' (partition {part.name!r} has no GPUs; use fp32 or bf16 on CPUs)"
             )
         return part
+
+    def _fits_elsewhere(self, spec: JobSpec) -> str:
+        """Where no partition was asked for: the partitions whose limits the shape fits, as advice."""
+        if spec.partition is not None or self.scheduler != "slurm":
+            return ""
+        fits = [
+            p
+            for p in self.partitions.values()
+            if spec.nodes <= p.max_nodes
+            and spec.time_limit <= p.max_time
+            and (spec.gpus <= p.gpus_per_node if p.gpus_per_node > 0 else True)
+        ]
+        fits = [p.name for p in ([p for p in fits if p.gpus_per_node > 0] or fits)]  # GPU partitions first
+        return f"; it fits partition {' or '.join(repr(n) for n in fits)}: add --partition {fits[0]}" if fits else ""
 
     def has_gpus(self, part: Partition) -> bool:
         return self.scheduler == "slurm" and part.gpus_per_node > 0
@@ -270,36 +284,12 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
     scheduler = top.get("scheduler", "str", choices=SCHEDULERS)
     top.get("partitions", "map")
     parts_f = top.sub("partitions")
-    partitions: dict[str, Partition] = {}
-    for pname in parts_f.data:
-        pf = parts_f.sub(str(pname))
-        pf.only({"max_nodes", "gpus_per_node", "max_time", "gpu_types", "default_gpu_type"})
-        gpu_types = tuple(pf.get("gpu_types", "strlist", default=[]))
-        default_type = pf.get("default_gpu_type", "str", default=gpu_types[0] if gpu_types else None)
-        if default_type is not None and default_type not in gpu_types:
-            pf.fail(
-                ("default_gpu_type",),
-                f"{default_type!r} is invalid (choose from {', '.join(gpu_types) or 'gpu_types, which is empty'})",
-            )
-        partitions[str(pname)] = Partition(
-            name=str(pname),
-            max_nodes=pf.get("max_nodes", "int>=1"),
-            gpus_per_node=pf.get("gpus_per_node", "int>=0"),
-            max_time=pf.get("max_time", "time"),
-            gpu_types=gpu_types,
-            default_gpu_type=default_type,
-        )
+    partitions = {str(pname): _partition(parts_f.sub(str(pname)), str(pname)) for pname in parts_f.data}
     default_partition = top.get("default_partition", "str", default=next(iter(partitions)))
     if default_partition not in partitions:
         top.fail(("default_partition",), f"{default_partition!r} is invalid (choose from {', '.join(partitions)})")
-    sbatch = {str(k): str(v) for k, v in top.get("sbatch", "strmap", default={}).items()}
-    for key in sbatch:
-        if not SBATCH_KEY.fullmatch(key):
-            top.sub("sbatch").fail((key,), "is invalid (must be a long sbatch option such as account or qos)")
-    env = {str(k): str(v) for k, v in top.get("env", "strmap", default={}).items()}
-    for key in env:
-        if not _ENV_KEY.fullmatch(key):
-            top.sub("env").fail((key,), "is invalid (must be a shell variable name)")
+    sbatch = _named_map(top, "sbatch", SBATCH_KEY, "a long sbatch option such as account or qos")
+    env = _named_map(top, "env", _ENV_KEY, "a shell variable name")
     return ClusterProfile(
         name=name,
         scheduler=scheduler,
@@ -314,3 +304,31 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
         sbatch=sbatch,
         source=str(path),
     )
+
+
+def _partition(pf: _Fields, name: str) -> Partition:
+    pf.only({"max_nodes", "gpus_per_node", "max_time", "gpu_types", "default_gpu_type"})
+    gpu_types = tuple(pf.get("gpu_types", "strlist", default=[]))
+    default_type = pf.get("default_gpu_type", "str", default=gpu_types[0] if gpu_types else None)
+    if default_type is not None and default_type not in gpu_types:
+        pf.fail(
+            ("default_gpu_type",),
+            f"{default_type!r} is invalid (choose from {', '.join(gpu_types) or 'gpu_types, which is empty'})",
+        )
+    return Partition(
+        name=name,
+        max_nodes=pf.get("max_nodes", "int>=1"),
+        gpus_per_node=pf.get("gpus_per_node", "int>=0"),
+        max_time=pf.get("max_time", "time"),
+        gpu_types=gpu_types,
+        default_gpu_type=default_type,
+    )
+
+
+def _named_map(top: _Fields, key: str, valid: re.Pattern, must_be: str) -> dict[str, str]:
+    """A mapping whose keys end up as option or variable names in the script: each key must be one."""
+    values = {str(k): str(v) for k, v in top.get(key, "strmap", default={}).items()}
+    for name in values:
+        if not valid.fullmatch(name):
+            top.sub(key).fail((name,), f"is invalid (must be {must_be})")
+    return values

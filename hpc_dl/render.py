@@ -8,16 +8,16 @@ are computed here.
 from __future__ import annotations
 
 import functools
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__, strategies
-from .errors import MissingDependency, TemplateError
+from .errors import TemplateError
+from .jobscript import stop_margin
 from .profiles import ClusterProfile
-from .spec import JobSpec, format_time
+from .spec import JobSpec, entry_fields, format_time
 
 
 def _shipped_templates() -> Path:
@@ -44,6 +44,7 @@ class RenderContext:
     run_id: str
     python: str  # interpreter used when the profile does not name one
     templates: Path | None = None  # a user's folder whose templates win over the shipped ones
+    template: str | None = None  # instead of the strategy's launcher template (hpcdl doctor)
 
 
 @dataclass(frozen=True)
@@ -76,74 +77,32 @@ def sbatch_options(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
     }
     if profile.scheduler == "slurm":
         opts["partition"] = part.name
+        # the warning before the time limit, to the batch shell (which is run_script): checkpoint, requeue
+        opts["signal"] = f"B:USR1@{int(stop_margin(60 * spec.time_limit))}"
         if part.gpus_per_node > 0:
             gpu_type = spec.gpu_type or part.default_gpu_type
             opts["gres"] = f"gpu:{gpu_type}:{spec.gpus}" if gpu_type else f"gpu:{spec.gpus}"
+    if spec.mem is not None:
+        opts["mem"] = spec.mem
     opts.update(profile.sbatch)
     opts.update(spec.sbatch)
     return dict(sorted(opts.items()))
 
 
-# the JobSpec fields every entrypoint takes, then each strategy's own
-ENTRY_FIELDS = (
-    "model",
-    "dataset",
-    "data_root",
-    "train_samples",
-    "test_samples",
-    "image_size",
-    "epochs",
-    "batch_size",
-    "lr",
-    "seed",
-    "precision",
-    "scheduler",
-)
-STRATEGY_FIELDS = ("compression", "backward_passes", "average", "stages", "microbatches", "folds", "fold")
-
-
 def entry_args(spec: JobSpec, run_dir: Path) -> list[str]:
     """The entrypoint's command line: the training part of the spec, flag by flag."""
     args = ["--run-dir", str(run_dir)]
-    for name in ENTRY_FIELDS + STRATEGY_FIELDS:
-        value = getattr(spec, name)
+    for f in entry_fields():
+        value = getattr(spec, f.name)
         if value is not None:
-            args += ["--" + name.replace("_", "-"), str(value)]
+            args += ["--" + f.name.replace("_", "-"), str(value)]
     if strategies.get(spec.strategy).template == "python.sh.j2":  # one process that starts its own workers
         args += ["--workers", str(spec.gpus)]
     return args
 
 
-def check_requirements(spec: JobSpec, profile: ClusterProfile) -> None:
-    """A strategy's module or program, where the job will use ours: one line saying how to install it."""
-    import importlib.util
-    import shutil
-    import sys
-
-    strategy = strategies.get(spec.strategy)
-    if profile.python is not None:  # the job runs the site's python (modules, conda): its environment, not ours
-        return
-    if strategy.needs_module:
-        top = strategy.needs_module.split(".")[0]
-        try:
-            found = importlib.util.find_spec(strategy.needs_module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            raise MissingDependency(
-                f"strategy {spec.strategy!r} needs {top}, which is not installed in {sys.prefix}: "
-                f"{strategy.install_hint}"
-            )
-    if profile.scheduler == "local" and strategy.needs_program:
-        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-        if shutil.which(strategy.needs_program, path=path) is None:
-            raise MissingDependency(
-                f"strategy {spec.strategy!r} needs {strategy.needs_program}, which is not on PATH: "
-                f"{strategy.install_hint}"
-            )
-
-
 def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Rendered:
+    """The job script (the strategy's launcher template, or ctx.template) and the submission parameters."""
     import jinja2
 
     strategy = strategies.get(spec.strategy)
@@ -169,12 +128,13 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "entry_args": entry_args(spec, ctx.run_dir),
         "bin_dir": Shell(shlex.quote(str(Path(ctx.python).parent)) + "/") if not profile.python else Shell(""),
         "local": profile.scheduler == "local",
+        "expect_gpus": spec.gpus if profile.has_gpus(profile.partition_for(spec)) else 0,
     }
     if ctx.templates is not None and not Path(ctx.templates).is_dir():
         raise TemplateError(f"templates folder {str(ctx.templates)!r} does not exist")
     env = _environment(str(ctx.templates) if ctx.templates is not None else None)
     try:
-        script = env.get_template(strategy.template).render(**variables)
+        script = env.get_template(ctx.template or strategy.template).render(**variables)
     except jinja2.TemplateNotFound as exc:
         raise TemplateError(f"template {exc.name!r} not found (looked in {_where(ctx)})") from None
     except jinja2.TemplateSyntaxError as exc:

@@ -14,6 +14,7 @@
         events/rank-R.jsonl  each rank's JSON-lines events (run_start, epoch_stop, eval, run_stop)
         result.json        rank 0's summary, written at the end
         checkpoints/       snapshots, when the strategy takes them
+        attempts/N/        what an earlier submission left (`hpcdl rerun` moves it there; checkpoints stay)
 
 Every file is written atomically (temporary file + rename). A run id is created with an exclusive
 mkdir, so two submissions never share one.
@@ -132,6 +133,24 @@ class RunDir:
 
     def is_run(self) -> bool:
         return (self.path / MARKER).is_file()
+
+    # what one submission leaves behind; spec, profile, script and checkpoints belong to the run
+    OUTPUTS = ("submission.json", "job.log", "exit.json", "cancel.json", "stop.json", "result.json", "logs", "events")
+
+    def archive_attempt(self) -> Path:
+        """Move this submission's outputs to attempts/<N>/ (N = 1, 2, ...) so that the run can be
+        submitted again with a clean folder; the checkpoints stay, so the new job resumes from them."""
+        attempts = self.path / "attempts"
+        attempts.mkdir(exist_ok=True)
+        n = 1 + max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0)
+        target = attempts / str(n)
+        target.mkdir()
+        for name in self.OUTPUTS:
+            if (self.path / name).exists():
+                os.replace(self.path / name, target / name)
+        for sub in ("logs", "events"):
+            (self.path / sub).mkdir(exist_ok=True)
+        return target
 
 
 def find_runs(paths: list[Path]) -> list[RunDir]:

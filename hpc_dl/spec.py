@@ -15,6 +15,33 @@ SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")  # a long sbatch option name, as use
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
+# sbatch options hpcdl derives from the spec: --sbatch may not set them (the script and the allocation
+# would disagree); each names what to use instead
+DERIVED_SBATCH = {
+    "nodes": "--nodes",
+    "ntasks": "--nodes and --gpus",
+    "ntasks-per-node": "--gpus (workers per node)",
+    "gres": "--gpus and --gpu-type",
+    "gpus": "--gpus",
+    "gpus-per-node": "--gpus",
+    "gpus-per-task": "--gpus",
+    "cpus-per-task": "--cpus-per-task",
+    "cpus-per-gpu": "--cpus-per-task",
+    "mem": "--mem",
+    "mem-per-cpu": "--mem",
+    "mem-per-gpu": "--mem",
+    "time": "--time",
+    "partition": "--partition",
+    "job-name": "--job-name",
+    "array": "hpcdl sweep",
+    "output": "the run folder's job.log (hpcdl sets it)",
+    "error": "the run folder's job.log (hpcdl sets it)",
+    "signal": "nothing: hpcdl asks for the time-limit warning itself",
+    "requeue": "nothing: hpcdl requeues its jobs itself",
+}
+_MEM_RE = re.compile(r"^\d+[KMGT]?$")
+
+
 def parse_time(value: str | int, what: str = "time limit") -> int:
     """A SLURM time ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in whole minutes."""
     text = str(value).strip()
@@ -50,39 +77,89 @@ def _names(d) -> str:
     return ", ".join(sorted(d))
 
 
+def _field(
+    default: Any = None,
+    help: str = "",
+    *,
+    entry: bool = False,
+    owners: tuple[str, ...] = (),
+    cli: bool = True,
+    **option: Any,
+):
+    """One field, declared once: its default, its help, whether the entrypoint on the node gets it
+    (`entry`), the strategies it belongs to (`owners`), whether the spec options of the CLI include it
+    (`cli`; False where a command sets it its own way) and how the option looks (`option`: flag,
+    metavar, choices). The CLI options, the entrypoint's argv and its parser are all derived from these
+    declarations (`spec_fields`, `entry_fields`)."""
+    factory = {"default_factory": dict} if default is dict else {"default": default}
+    meta = {"help": help, "entry": entry, "owners": owners, "cli": cli, "option": option}
+    return field(metadata=meta, **factory)
+
+
+def _choices(d) -> str:
+    return ", ".join(d)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One training job. `gpus` is GPUs per node; on a CPU-only node it is the number of worker processes."""
 
-    strategy: str = "ddp"
-    nodes: int = 1
-    gpus: int = 1
-    cpus_per_task: int | None = None  # None: the profile's default
-    model: str = "mnist-cnn"
-    dataset: str = "fashion-mnist"
-    data_root: str | None = None
-    train_samples: int | None = None  # use the first N training images (None: all)
-    test_samples: int | None = None
-    image_size: int | None = None  # None: the dataset's native size, raised to the model's minimum
-    epochs: int = 1
-    batch_size: int = 64  # per worker
-    lr: float = 0.01
-    seed: int = 0
-    precision: str = "fp32"
-    time_limit: int = 60  # minutes
-    partition: str | None = None  # None: the profile's default
-    gpu_type: str | None = None  # None: the partition's default
-    job_name: str | None = None  # None: hpcdl-<strategy>
-    sbatch: dict[str, str] = field(default_factory=dict)  # extra sbatch options, e.g. {"account": "x"}
+    strategy: str = _field("ddp", f"One of: {_choices(strategies.STRATEGIES)}.", cli=False)
+    nodes: int = _field(1, "Number of nodes.", cli=False)
+    gpus: int = _field(1, "GPUs per node; on a node without GPUs, worker processes per node.", cli=False)
+    cpus_per_task: int | None = _field(None, "CPU threads per worker (default: the profile's).")
+    model: str = _field("mnist-cnn", f"One of: {_choices(catalog.MODELS)}.", entry=True, choices=catalog.MODELS)
+    dataset: str = _field(
+        "fashion-mnist", f"One of: {_choices(catalog.DATASETS)}.", entry=True, choices=catalog.DATASETS
+    )
+    data_root: str | None = _field(
+        None, "Folder that holds the data set (never downloaded).", entry=True, metavar="DIR"
+    )
+    train_samples: int | None = _field(None, "Use only the first N training images.", entry=True)
+    test_samples: int | None = _field(None, "Use only the first N test images.", entry=True)
+    image_size: int | None = _field(None, "Resize images to this side (default: as the model needs).", entry=True)
+    epochs: int = _field(1, "", entry=True)
+    batch_size: int = _field(64, "Batch size per worker.", entry=True)
+    lr: float = _field(0.01, "Learning rate.", entry=True)
+    seed: int = _field(0, "", entry=True)
+    precision: str = _field("fp32", f"One of: {_choices(catalog.PRECISIONS)}.", entry=True, choices=catalog.PRECISIONS)
+    time_limit: int = _field(60, "Time limit: minutes, HH:MM:SS or D-HH:MM:SS.", flag="--time", metavar="TIME")
+    partition: str | None = _field(None, "SLURM partition (default: the profile's).")
+    gpu_type: str | None = _field(None, "GPU type for --gres (default: the partition's).")
+    job_name: str | None = _field(None, "Job name (default: hpcdl-<strategy>).")
+    mem: str | None = _field(None, "Memory per node, e.g. 64G (default: the partition's).", metavar="SIZE")
+    sbatch: dict[str, str] = _field(
+        dict, "Extra sbatch option, e.g. --sbatch account=myproj (repeatable).", metavar="KEY=VALUE"
+    )
     # strategy options (None: the strategy's default; each is valid with its strategy only)
-    compression: str | None = None  # horovod: none | fp16
-    backward_passes: int | None = None  # horovod: backward passes per allreduce
-    average: str | None = None  # psgd: once | every:K
-    stages: int | None = None  # pipeline: stages (one per rank)
-    microbatches: int | None = None  # pipeline: micro-batches per batch
-    folds: int | None = None  # kfold: K
-    fold: int | None = None  # kfold: which fold this run holds out (0-based)
-    scheduler: str | None = None  # learning-rate schedule: none | cosine | step
+    scheduler: str | None = _field(
+        None, f"Learning-rate schedule: {_choices(catalog.SCHEDULERS)}.", entry=True, choices=catalog.SCHEDULERS
+    )
+    compression: str | None = _field(
+        None,
+        "horovod: allreduce compression, none or fp16.",
+        entry=True,
+        owners=("horovod",),
+        choices=catalog.COMPRESSIONS,
+    )
+    backward_passes: int | None = _field(
+        None, "horovod: backward passes per allreduce (gradient accumulation).", entry=True, owners=("horovod",)
+    )
+    average: str | None = _field(
+        None,
+        "psgd: average parameters once at the end, or every K steps.",
+        entry=True,
+        owners=("psgd",),
+        metavar="once|every:K",
+    )
+    stages: int | None = _field(
+        None, "pipeline: stages (one per rank; default: all ranks).", entry=True, owners=("pipeline",)
+    )
+    microbatches: int | None = _field(
+        None, "pipeline: micro-batches per batch (default 4).", entry=True, owners=("pipeline",)
+    )
+    folds: int | None = _field(None, "kfold: K.", entry=True, owners=("kfold",), cli=False)
+    fold: int | None = _field(None, "kfold: the fold held out (0-based).", entry=True, owners=("kfold",), cli=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -118,30 +195,26 @@ class JobSpec:
             raise SpecError(
                 f"invalid nodes: {self.nodes} (strategy {self.strategy!r} runs on at most {strategy.max_nodes} node)"
             )
+        if self.mem is not None and not _MEM_RE.match(str(self.mem)):
+            raise SpecError(f"invalid mem: {self.mem!r} (a size such as 64G, 4000M or 16000)")
         if self.job_name is not None:
             if not self.job_name or any(ord(c) < 32 or ord(c) == 127 for c in self.job_name):
                 raise SpecError(f"invalid job name: {self.job_name!r} (must be non-empty, with no control characters)")
         for key, value in self.sbatch.items():
             if not SBATCH_KEY.fullmatch(key):
                 raise SpecError(f"invalid sbatch option {key!r} (use a long option name such as account or qos)")
+            if key in DERIVED_SBATCH:
+                raise SpecError(f"--sbatch {key} is set by hpcdl from the spec: use {DERIVED_SBATCH[key]}")
             if any(ord(c) < 32 for c in str(value)):
                 raise SpecError(f"invalid sbatch option {key}: {value!r} (no control characters)")
 
         self._validate_strategy_options()
 
-    STRATEGY_OPTIONS = {
-        "compression": ("horovod",),
-        "backward_passes": ("horovod",),
-        "average": ("psgd",),
-        "stages": ("pipeline",),
-        "microbatches": ("pipeline",),
-        "folds": ("kfold",),
-        "fold": ("kfold",),
-    }
-
     def _validate_strategy_options(self) -> None:
-        for name, owners in self.STRATEGY_OPTIONS.items():
-            if getattr(self, name) is not None and self.strategy not in owners:
+        for f in spec_fields():
+            owners = f.metadata["owners"]
+            name = f.name
+            if owners and getattr(self, name) is not None and self.strategy not in owners:
                 flag = "--" + name.replace("_", "-")
                 raise SpecError(f"{flag} applies to strategy {owners[0]!r} only, not {self.strategy!r}")
         if self.compression is not None and self.compression not in catalog.COMPRESSIONS:
@@ -198,6 +271,29 @@ class JobSpec:
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
+
+
+def spec_fields() -> tuple[dataclasses.Field, ...]:
+    """Every JobSpec field with its declaration (see `_field`)."""
+    return dataclasses.fields(JobSpec)
+
+
+def entry_fields() -> tuple[dataclasses.Field, ...]:
+    """The fields the entrypoint on the compute node gets, in the order of its command line."""
+    return tuple(f for f in spec_fields() if f.metadata["entry"])
+
+
+def field_types() -> dict[str, type]:
+    """Each field's value type (int, float, str or dict), read from its annotation (`X | None` -> X)."""
+    import types
+    import typing
+
+    out = {}
+    for name, hint in typing.get_type_hints(JobSpec).items():
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        out[name] = typing.get_origin(hint) or hint
+    return out
 
 
 def average_every(text: str) -> int | None:

@@ -84,3 +84,28 @@ def load(ref: str) -> Study:
         throttle=int(data.get("throttle", 4)),
         source=str(path),
     )
+
+
+def expand(st: Study) -> tuple[list, list[str], list[str]]:
+    """A study's points, the points it skipped (with why), and each point's label."""
+    from .spec import JobSpec
+    from .sweep import expand_kfold, expand_with_skips, label, parse_vary
+
+    o = st.options
+    if st.kind == "sweep":
+        vary = parse_vary([f"{k}={','.join(str(v) for v in vs)}" for k, vs in (o.get("vary") or {}).items()])
+        points, skipped = expand_with_skips(
+            st.spec,
+            o.get("strategy", ["ddp"]),
+            o.get("nodes", [1]),
+            o.get("gpus", [1]),
+            int(o.get("repeats", 1)),
+            vary,
+            bool(o.get("skip_invalid", False)),
+        )
+        return points, skipped, [label(p, vary) for p in points]
+    models, schedulers = o.get("models", ["mnist-cnn"]), o.get("schedulers", ["none"])
+    folds = int(o.get("folds", 5))
+    fields = {"strategy": "kfold", "model": models[0], "scheduler": schedulers[0], "folds": max(folds, 2), "fold": 0}
+    points = expand_kfold(JobSpec(**{**st.spec, **fields}), folds, models, schedulers)
+    return points, [], [label(p) for p in points]

@@ -10,12 +10,11 @@ the points run one after another (timings on one machine must not overlap), then
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 
 from .errors import SpecError, UsageError
-from .spec import JobSpec
+from .spec import JobSpec, field_types
 
 # fields a sweep varies with its own flags, or that are not training parameters
 NOT_VARIABLE = {"strategy", "nodes", "gpus", "sbatch", "fold", "folds", "job_name"}
@@ -42,7 +41,7 @@ def parse_list(text: str, what: str, kind: type = str) -> list:
 
 def parse_vary(items: tuple[str, ...] | list[str]) -> dict[str, list]:
     """['batch_size=32,64', 'compression=none,fp16'] -> {'batch_size': [32, 64], 'compression': ['none', 'fp16']}."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(JobSpec)}
+    types = field_types()
     axes: dict[str, list] = {}
     for item in items:
         name, sep, values = item.partition("=")
@@ -50,7 +49,7 @@ def parse_vary(items: tuple[str, ...] | list[str]) -> dict[str, list]:
         allowed = sorted(n for n in types if n not in NOT_VARIABLE)
         if not sep or name not in allowed:
             raise UsageError(f"invalid --vary {item!r} (use FIELD=V1,V2 with FIELD one of {', '.join(allowed)})")
-        kind = int if types[name].startswith("int") else float if types[name].startswith("float") else str
+        kind = types[name]
         axes[name] = parse_list(values, f"--vary {name}", kind if kind is not float else str)
         if kind is float:
             try:
@@ -120,12 +119,21 @@ def expand_kfold(base: JobSpec, folds: int, models: list[str], schedulers: list[
     ]
 
 
-def largest(points: list[Point]) -> JobSpec:
-    """The spec whose allocation fits every point: most nodes, most GPUs, longest time limit."""
-    first = points[0].spec
-    return first.replace(
-        nodes=max(p.spec.nodes for p in points),
-        gpus=max(p.spec.gpus for p in points),
-        time_limit=max(p.spec.time_limit for p in points),
-        cpus_per_task=max((p.spec.cpus_per_task or 0) for p in points) or None,
+def largest(points: list) -> JobSpec:
+    """The spec whose allocation fits every point (or spec): most nodes, most GPUs, longest time limit."""
+    specs = [getattr(p, "spec", p) for p in points]
+    return specs[0].replace(
+        nodes=max(s.nodes for s in specs),
+        gpus=max(s.gpus for s in specs),
+        time_limit=max(s.time_limit for s in specs),
+        cpus_per_task=max((s.cpus_per_task or 0) for s in specs) or None,
     )
+
+
+def label(point: Point, vary: dict | list = ()) -> str:
+    """A point as the dry run and the submission list it: 'ddp 1x2 batch_size=64 repeat 1'."""
+    spec = point.spec
+    if spec.strategy == "kfold":
+        return f"{spec.model} scheduler {spec.scheduler} fold {spec.fold + 1}/{spec.folds}"
+    axes = "".join(f" {k}={getattr(spec, k)}" for k in vary)
+    return f"{spec.strategy} {spec.nodes}x{spec.gpus}{axes} repeat {point.repeat}"

@@ -19,6 +19,7 @@ def isolated(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HPCDL_PROFILES", str(tmp_path / "user-profiles"))
     monkeypatch.setenv("HPCDL_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("HPCDL_POLL_MAX", "5")  # waits back off to 5 s at most, not a minute
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.chdir(tmp_path)
     yield

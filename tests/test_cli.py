@@ -81,6 +81,7 @@ def test_dry_run_on_discovery_prints_sbatch_parameters(hpcdl):
         "#   nodes: 2",
         "#   ntasks-per-node: 1",
         "#   partition: multigpu",
+        "#   signal: B:USR1@300",
         "#   time: 01:00:00",
     ]
 
@@ -124,7 +125,46 @@ BAD_INPUT = [
         "Error: invalid study name '../up' (letters, digits, '.', '_' and '-'; not starting with '.' or '-')",
     ),
     (["--bogus"], 2, "Error: No such option '--bogus'. Did you mean '--gpus'?"),
+    (["--sbatch", "nodes=5"], 2, "Error: --sbatch nodes is set by hpcdl from the spec: use --nodes"),
+    (
+        ["--sbatch", "cpus-per-task=2"],
+        2,
+        "Error: --sbatch cpus-per-task is set by hpcdl from the spec: use --cpus-per-task",
+    ),
+    (["--sbatch", "mem=4G"], 2, "Error: --sbatch mem is set by hpcdl from the spec: use --mem"),
+    (["--sbatch", "array=0-3"], 2, "Error: --sbatch array is set by hpcdl from the spec: use hpcdl sweep"),
+    (["--mem", "lots"], 2, "Error: invalid mem: 'lots' (a size such as 64G, 4000M or 16000)"),
+    (["--data-root", "/tmp/no-such-folder-x"], 2, "Error: invalid data root: /tmp/no-such-folder-x does not exist"),
 ]
+
+
+def test_data_root_without_class_folders_is_refused(hpcdl, runs_root, tmp_path):
+    (tmp_path / "asl").mkdir()
+    result = hpcdl("submit", "--profile", "local", "--dataset", "imagefolder", "--data-root", str(tmp_path / "asl"))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"Error: invalid data root: {tmp_path / 'asl'} has no class folders (imagefolder wants "
+        "<root>/<class>/<image> or <root>/train/<class>/<image>)\n",
+    )
+    assert run_folders(runs_root) == []
+
+
+def test_a_data_root_the_login_node_cannot_see_is_a_warning(hpcdl, runs_root):
+    result = hpcdl("submit", "--profile", "discovery", "--data-root", "/nonexistent-fs/asl", "--dry-run")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: --data-root /nonexistent-fs/asl is not visible from this machine (/nonexistent-fs is not "
+        "mounted here); the job will check it on the node\n"
+    )
+
+
+def test_a_shape_that_does_not_fit_names_the_partition_where_it_fits(hpcdl, runs_root):
+    result = hpcdl("submit", "--profile", "discovery", "--nodes", "2", "--gpus", "4", "--dry-run")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: invalid nodes: 2 (partition 'gpu' of profile 'discovery' allows at most 1); it fits partition "
+        "'multigpu': add --partition multigpu\n",
+    )
 
 
 @pytest.mark.parametrize(("args", "code", "message"), BAD_INPUT, ids=lambda x: str(x)[:40])

@@ -139,14 +139,17 @@ def test_bad_profiles_name_file_line_field(tmp_path, text, line, message):
             {"precision": "fp16"},
             "invalid precision: 'fp16' (partition 'local' has no GPUs; use fp32 or bf16 on CPUs)",
         ),
-        ("discovery", {"gpus": 2}, "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node)"),
-        ("discovery", {"nodes": 2}, "invalid nodes: 2 (partition 'gpu' of profile 'discovery' allows at most 1)"),
+        ("discovery", {"gpus": 2}, "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node); it fits partition 'multigpu': "
+            "add --partition multigpu"),
+        ("discovery", {"nodes": 2}, "invalid nodes: 2 (partition 'gpu' of profile 'discovery' allows at most 1); it fits partition 'multigpu': "
+            "add --partition multigpu"),
         (
             "discovery",
             {"partition": "huge"},
             "unknown partition 'huge' for profile 'discovery' (choose from gpu, multigpu, short)",
         ),
-        ("discovery", {"time_limit": 9 * 60}, "invalid time limit: 09:00:00 (partition 'gpu' allows at most 08:00:00)"),
+        ("discovery", {"time_limit": 9 * 60}, "invalid time limit: 09:00:00 (partition 'gpu' allows at most 08:00:00); it fits partition 'multigpu': "
+            "add --partition multigpu"),
         (
             "discovery",
             {"gpu_type": "h100"},

@@ -94,6 +94,7 @@ def test_sbatch_options_are_one_sorted_table():
         "nodes": "2",
         "ntasks-per-node": "1",
         "partition": "multigpu",
+        "signal": "B:USR1@300",
         "time": "12:00:00",
     }
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from hpc_dl.analysis import collect as col
 
-from hpc_dl import profiles, render
+from hpc_dl import control, preflight, profiles, render
 from hpc_dl import runs as runs_mod
 from hpc_dl import submit as sub
 from hpc_dl.errors import MissingDependency, SpecError
@@ -122,9 +122,9 @@ def test_psgd_without_mpirun(hpcdl, runs_root, monkeypatch):
 
 def test_requirements_are_not_checked_where_the_site_python_runs_the_job(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    render.check_requirements(JobSpec(strategy="horovod", partition="multigpu"), profiles.load("discovery"))
+    preflight.check_requirements(JobSpec(strategy="horovod", partition="multigpu"), profiles.load("discovery"))
     with pytest.raises(MissingDependency):
-        render.check_requirements(JobSpec(strategy="horovod"), profiles.load("local"))
+        preflight.check_requirements(JobSpec(strategy="horovod"), profiles.load("local"))
 
 
 DP_NOTE = "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
@@ -195,19 +195,20 @@ def test_strategy_runs_two_workers_on_slurm(on_cluster, hpcdl, runs_root, name):
     result = hpcdl("submit", "--profile", "testcluster", *RUNS[name], *SMALL, "--wait")
     assert result.exit_code == 0, result.output
     run = submitted_run(result, runs_root)
-    assert sub.state(run) == "COMPLETED"
+    assert control.state(run) == "COMPLETED"
     check_run(run, name)
 
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_psgd_across_two_nodes_on_slurm(on_cluster, hpcdl, runs_root):
+@pytest.mark.parametrize("strategy", ["psgd", pytest.param("horovod", marks=needs_horovod)])
+def test_mpi_strategies_across_two_nodes_on_slurm_without_ssh(on_cluster, hpcdl, runs_root, strategy):
     result = hpcdl(
         "submit",
         "--profile",
         "testcluster",
         "--strategy",
-        "psgd",
+        strategy,
         "--nodes",
         "2",
         "--gpus",
@@ -224,8 +225,9 @@ def test_psgd_across_two_nodes_on_slurm(on_cluster, hpcdl, runs_root):
     )
     assert result.exit_code == 0, result.output
     run = submitted_run(result, runs_root)
-    hosts = {json.loads(run.rank_events(r).read_text().splitlines()[0])["hostname"] for r in (0, 1)}
-    assert hosts == {"n1", "n2"}  # mpirun started a rank on each node of the allocation
+    starts = [json.loads(run.rank_events(r).read_text().splitlines()[0]) for r in (0, 1)]
+    assert {s["hostname"] for s in starts} == {"n1", "n2"}  # mpirun started a rank on each node of the allocation
+    assert {s["launcher"] for s in starts} == {"mpirun"}  # horovod across nodes too: mpirun, never ssh
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ def test_the_array_gets_the_largest_shape():
         "nodes": "2",
         "ntasks-per-node": "1",
         "partition": "multigpu",
+        "signal": "B:USR1@300",
         "time": "00:30:00",
     }
 
@@ -99,7 +100,7 @@ def test_sweep_dry_run(hpcdl, runs_root):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "# sweep: 8 point(s) as one job array, at most 3 at once (dry run: nothing was submitted)"
-    assert lines[1:9] == [
+    assert lines[1:10] == [
         "# every task's allocation (discovery):",
         "#   cpus-per-task: 16",
         "#   gres: gpu:v100-sxm2:4",
@@ -107,10 +108,11 @@ def test_sweep_dry_run(hpcdl, runs_root):
         "#   nodes: 2",
         "#   ntasks-per-node: 1",
         "#   partition: multigpu",
+        "#   signal: B:USR1@300",
         "#   time: 01:00:00",
     ]
-    assert lines[9] == "# [0] ddp 1x2 repeat 1" and lines[16] == "# [7] ddp 2x4 repeat 2"
-    assert lines[17] == "# then: collect into results/s"
+    assert lines[10] == "# [0] ddp 1x2 repeat 1" and lines[17] == "# [7] ddp 2x4 repeat 2"
+    assert lines[18] == "# then: collect into results/s"
     assert not runs_root.exists()
 
 
@@ -169,7 +171,7 @@ def test_vary_adds_axes_with_typed_values():
         (
             "gpus=1,2",
             "invalid --vary 'gpus=1,2' (use FIELD=V1,V2 with FIELD one of average, backward_passes, "
-            "batch_size, compression, cpus_per_task, data_root, dataset, epochs, gpu_type, image_size, lr, "
+            "batch_size, compression, cpus_per_task, data_root, dataset, epochs, gpu_type, image_size, lr, mem, "
             "microbatches, model, partition, precision, scheduler, seed, stages, test_samples, time_limit, "
             "train_samples)",
         ),

@@ -6,6 +6,7 @@
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
 #SBATCH --partition=multigpu
+#SBATCH --signal=B:USR1@300
 #SBATCH --time=12:00:00
 
 # hpcdl 0.1.0 -- run RUN-ID: strategy ddp on profile discovery
@@ -22,6 +23,7 @@ export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
 export PYTHONUNBUFFERED=1
 
 # ---- [launch] ddp
+export HPCDL_LAUNCHER=torchrun
 # one torchrun per node (srun), c10d rendezvous on the first host, port derived from the job id
 head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 rdzv_port=$(( 20000 + SLURM_JOB_ID % 20000 ))

@@ -5,6 +5,7 @@
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
 #SBATCH --partition=multigpu
+#SBATCH --signal=B:USR1@300
 #SBATCH --time=01:00:00
 
 # hpcdl 0.1.0 -- run RUN-ID: strategy horovod on profile discovery
@@ -21,7 +22,10 @@ export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
 export PYTHONUNBUFFERED=1
 
 # ---- [launch] horovod
-# 4 slots on every host of the allocation (horovodrun reaches the other hosts over ssh)
-hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed 's/$/:4/' | paste -sd, -)
-horovodrun -np 8 -H "$hosts" --gloo \
+# 8 Horovod ranks, 4 per node, started by mpirun: under SLURM OpenMPI takes the hosts
+# from the allocation and starts its daemons with SLURM itself (no ssh between compute nodes)
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+export HPCDL_LAUNCHER=mpirun
+mpirun -np 8 --map-by ppr:4:node --bind-to none --oversubscribe \
+  -x OMP_NUM_THREADS -x PYTHONUNBUFFERED -x HPCDL_RUN_DIR -x HPCDL_LAUNCHER \
   python -m hpc_dl.jobs.horovod --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision fp32 --compression fp16 --backward-passes 2

@@ -5,6 +5,7 @@
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=4
 #SBATCH --partition=multigpu
+#SBATCH --signal=B:USR1@300
 #SBATCH --time=01:00:00
 
 # hpcdl 0.1.0 -- run RUN-ID: strategy psgd on profile discovery
@@ -22,7 +23,8 @@ export PYTHONUNBUFFERED=1
 
 # ---- [launch] psgd
 # 8 MPI ranks, 4 per node; under SLURM, mpirun takes the hosts from the allocation
+export HPCDL_LAUNCHER=mpirun
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mpirun -np 8 --map-by ppr:4:node --bind-to none --oversubscribe \
-  -x OMP_NUM_THREADS -x PYTHONUNBUFFERED -x HPCDL_RUN_DIR \
+  -x OMP_NUM_THREADS -x PYTHONUNBUFFERED -x HPCDL_RUN_DIR -x HPCDL_LAUNCHER \
   python -m hpc_dl.jobs.psgd --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision fp32

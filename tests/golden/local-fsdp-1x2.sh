@@ -15,5 +15,6 @@ export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
 export PYTHONUNBUFFERED=1
 
 # ---- [launch] fsdp
+export HPCDL_LAUNCHER=torchrun
 /opt/venv/bin/python -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node=2 \
   -m hpc_dl.jobs.fsdp --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision bf16

@@ -15,5 +15,6 @@ export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
 export PYTHONUNBUFFERED=1
 
 # ---- [launch] hogwild
+export HPCDL_LAUNCHER=python
 # one process on one node; it starts its own workers (2)
 /opt/venv/bin/python -m hpc_dl.jobs.hogwild --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision fp32 --workers 2

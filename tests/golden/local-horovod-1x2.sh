@@ -15,6 +15,6 @@ export HPCDL_RUN_DIR=/scratch/hpcdl/runs/golden/RUN-ID
 export PYTHONUNBUFFERED=1
 
 # ---- [launch] horovod
-hosts=localhost:2
-/opt/venv/bin/horovodrun -np 2 -H "$hosts" --gloo \
+export HPCDL_LAUNCHER=horovodrun
+/opt/venv/bin/horovodrun -np 2 -H localhost:2 --gloo \
   /opt/venv/bin/python -m hpc_dl.jobs.horovod --run-dir /scratch/hpcdl/runs/golden/RUN-ID --model mnist-cnn --dataset fashion-mnist --epochs 1 --batch-size 64 --lr 0.01 --seed 0 --precision fp32 --compression fp16

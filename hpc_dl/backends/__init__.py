@@ -1,0 +1,18 @@
+"""Backends by name: `local` (this machine, submitit's LocalExecutor) and `slurm` (sbatch via submitit)."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Backend
+
+_MODULES = {"local": "LocalBackend", "slurm": "SlurmBackend"}
+
+
+def get(name: str) -> Backend:
+    """The backend called `name`, imported on first use."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    return getattr(module, _MODULES[name])()
+
+
+__all__ = ["Backend", "get"]

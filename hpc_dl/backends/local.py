@@ -1,0 +1,117 @@
+"""This machine, through submitit's LocalExecutor: a detached controller runs the job script."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ..jobscript import run_script, run_sequence
+from ..render import Rendered
+from ..runs import RunDir, read_json
+from ..spec import JobSpec
+from .base import Backend
+
+
+@functools.lru_cache(maxsize=1)
+def _detached_local_executor():
+    """submitit's LocalExecutor whose controller is detached from the submitting terminal.
+
+    The controller must not hold the caller's stdout (a pipe would stay open until the job ends) nor
+    share its process group (Ctrl-C in the terminal must not kill the job): like a batch job.
+    """
+    import submitit
+    from submitit.local import local as sl
+
+    class DetachedLocalExecutor(submitit.LocalExecutor):
+        def _submit_command(self, command: str):
+            env = dict(os.environ)
+            env.update(
+                SUBMITIT_LOCAL_NTASKS="1",
+                SUBMITIT_LOCAL_COMMAND=command,
+                SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters["timeout_min"])),
+                SUBMITIT_LOCAL_SIGNAL_DELAY_S="30",
+                SUBMITIT_LOCAL_NODEID="0",
+                SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+                SUBMITIT_STDERR_TO_STDOUT="1",
+                SUBMITIT_EXECUTOR="local",
+                SUBMITIT_LOCAL_WITH_SHELL="",
+                CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(self.parameters["gpus_per_node"])),
+            )
+            with open(os.devnull, "rb") as devnull_in, open(self.folder / "controller.log", "ab") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "submitit.local._local", str(self.folder)],
+                    env=env,
+                    stdin=devnull_in,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            return sl.LocalJob(folder=self.folder, job_id=str(process.pid), process=process, tasks=[0])
+
+    return DetachedLocalExecutor
+
+
+class LocalBackend(Backend):
+    """This machine. A job's state is its exit record, or whether its controller process still runs."""
+
+    name = "local"
+    cheap_queries = True
+
+    def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
+        executor = _detached_local_executor()(folder=run.submitit)
+        executor.update_parameters(**rendered.parameters)
+        return str(executor.submit(run_script, str(run.path)).job_id)
+
+    def submit_sweep(
+        self,
+        runs: list[RunDir],
+        big: JobSpec,
+        sbatch: dict[str, str],
+        throttle: int,
+        study_dir: Path,
+        out: Path | None,
+        parallel: int = 1,
+    ) -> tuple[list[str], str | None]:
+        folder = study_dir / ".submitit"
+        folder.mkdir(exist_ok=True)
+        executor = _detached_local_executor()(folder=folder)
+        total = sum(int((read_json(r.spec) or {}).get("time_limit", 60)) for r in runs)
+        executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
+        job = executor.submit(
+            run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out), parallel
+        )
+        jid = str(job.job_id)
+        return [jid] * len(runs), jid if out is not None else None
+
+    def states(self, runs: list[tuple[RunDir, dict]]) -> list[str]:
+        return [self._state(run, sub) for run, sub in runs]
+
+    @staticmethod
+    def _state(run: RunDir, sub: dict) -> str:
+        ended = read_json(run.exit)
+        if ended:
+            return ended["state"]
+        if local_job_alive(sub["job_id"]):
+            # a point of a local sweep waits for the points before it
+            return "RUNNING" if run.job_log.exists() or "array" not in sub else "PENDING"
+        return "CANCELLED" if run.cancel.exists() else "LOST"
+
+    def job_state(self, job_id: str) -> str:
+        return "RUNNING" if local_job_alive(job_id) else "COMPLETED"
+
+    def cancel(self, run: RunDir, sub: dict) -> None:
+        if local_job_alive(sub["job_id"]):
+            os.kill(int(sub["job_id"]), signal.SIGTERM)  # the controller forwards it to run_script, and on
+
+
+def local_job_alive(job_id: str) -> bool:
+    """Whether a local job's controller (submitit.local._local) is still running."""
+    try:
+        cmdline = Path(f"/proc/{int(job_id)}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    return b"submitit.local._local" in cmdline

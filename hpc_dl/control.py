@@ -1,0 +1,203 @@
+"""Runs after submission, seen from the login node: states, cancel, waiting, status rows, following a log.
+
+One notion of a terminal state (TERMINAL) and one wait loop, used by `status`, `logs --follow`,
+`cancel` and every `--wait`. States come from the run's backend, asked once for all runs of a call.
+Waiting backs off (1 s growing to a minute, like submitit's watcher) and reads the run folder's own
+exit record before asking the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import backends
+from .errors import UsageError
+from .runs import RunDir, read_json, write_json
+
+TERMINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "LOST",
+}
+LIVE = {"COMPLETED", "RUNNING", "PENDING", "REQUEUED", "CONFIGURING"}  # states that need no triage
+STILL_GOING = LIVE - {"COMPLETED"} | {"COMPLETING", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
+
+
+def needs_rerun(state: str) -> bool:
+    """Whether `hpcdl rerun` submits a run again: it did not complete and is not still going."""
+    return state != "COMPLETED" and state not in STILL_GOING
+
+
+UNKNOWN_GIVE_UP_S = 60  # `logs --follow` stops when no scheduler can tell the state for this long
+
+
+def is_terminal(state: str) -> bool:
+    return state in TERMINAL
+
+
+def submission(run: RunDir) -> dict:
+    sub = read_json(run.submission)
+    if not sub:
+        raise UsageError(f"run {run.run_id} has no submission record ({run.submission})")
+    return sub
+
+
+def states(runs: list[RunDir]) -> list[str]:
+    """Every run's state, with one query per backend for all of them; NOT SUBMITTED where none was."""
+    by_backend: dict[str, list[tuple[int, RunDir, dict]]] = {}
+    out = ["NOT SUBMITTED"] * len(runs)
+    for i, run in enumerate(runs):
+        sub = read_json(run.submission)
+        if sub:
+            by_backend.setdefault(sub["executor"], []).append((i, run, sub))
+    for name, items in by_backend.items():
+        answers = backends.get(name).states([(run, sub) for _i, run, sub in items])
+        for (i, _run, _sub), state in zip(items, answers, strict=True):
+            out[i] = state
+    return out
+
+
+def state(run: RunDir) -> str:
+    sub = submission(run)
+    return backends.get(sub["executor"]).state(run, sub)
+
+
+def cancel(run: RunDir) -> str:
+    """Cancel a run; return its state before cancelling."""
+    sub = submission(run)
+    backend = backends.get(sub["executor"])
+    before = backend.state(run, sub)
+    if before in TERMINAL:
+        return before
+    write_json(run.cancel, {"time": time.time(), "by": os.environ.get("USER", "")})
+    backend.cancel(run, sub)
+    return before
+
+
+def poll_max() -> float:
+    """The longest pause between two scheduler queries of a wait (HPCDL_POLL_MAX, default 60 s)."""
+    return float(os.environ.get("HPCDL_POLL_MAX", "60"))
+
+
+def backoff(first: float = 1.0, most: float | None = None) -> Iterator[float]:
+    """Pauses between scheduler queries: `first` seconds, growing by half each time up to `most`."""
+    pause, most = first, poll_max() if most is None else most
+    while True:
+        yield min(pause, most)
+        pause *= 1.5
+
+
+def _until_terminal(ask, timeout_s: float, cheap, poll_s: float | None) -> str:
+    """Block until a terminal state or timeout_s; return the last state seen.
+
+    `ask` queries the scheduler, with backed-off pauses (or every poll_s); `cheap` (or None) reads the
+    run folder's own record every second in between, so an ended run is seen at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    pauses = backoff(poll_s, poll_s) if poll_s else backoff()
+    current = ask()
+    next_ask = time.monotonic() + next(pauses)
+    while current not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(max(0.0, min(1.0, next_ask - time.monotonic(), deadline - time.monotonic())))
+        local = cheap() if cheap is not None else None
+        if local in TERMINAL:
+            return local
+        if time.monotonic() >= next_ask:
+            current = ask()
+            next_ask = time.monotonic() + next(pauses)
+    return current
+
+
+def wait(run: RunDir, timeout_s: float, poll_s: float | None = None) -> str:
+    """Block until the run ends or timeout_s passes. The scheduler is asked with backed-off pauses
+    (every poll_s if given); the run's exit record is read every second in between."""
+    sub = submission(run)
+    backend = backends.get(sub["executor"])
+    poll_s = poll_s or (1.0 if backend.cheap_queries else None)
+    return _until_terminal(lambda: backend.state(run, sub), timeout_s, lambda: final_state(run), poll_s)
+
+
+def wait_job(executor: str, job_id: str, timeout_s: float, poll_s: float | None = None) -> str:
+    """Block until a job that is not a run (a sweep's collect job, its local sequence) ends."""
+    backend = backends.get(executor)
+    poll_s = poll_s or (1.0 if backend.cheap_queries else None)
+    return _until_terminal(lambda: backend.job_state(job_id), timeout_s, None, poll_s)
+
+
+def final_state(run: RunDir) -> str | None:
+    """The state in the run's exit record, if the job wrote one."""
+    ended = read_json(run.exit)
+    return ended.get("state") if ended else None
+
+
+def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
+    """One row per run (the named ones, or every run under root), with a reason and a failure class
+    for every run that did not complete."""
+    from . import runs as runs_mod
+    from . import triage
+
+    found = [runs_mod.resolve(r, root) for r in refs] if refs else runs_mod.find_runs([root]) if root.is_dir() else []
+    rows = []
+    for run, current in zip(found, states(found), strict=True):
+        spec = read_json(run.spec) or {}
+        record = read_json(run.submission) or {}
+        row = {
+            "run": run.run_id,
+            "study": run.study,
+            "strategy": spec.get("strategy"),
+            "nodes": spec.get("nodes"),
+            "gpus": spec.get("gpus"),
+            "job_id": record.get("job_id"),
+            "executor": record.get("executor"),
+            "state": current,
+            "reason": None,
+            "category": None,
+            "evidence": None,
+            "folder": str(run.path),
+        }
+        if current not in LIVE:
+            row["reason"] = triage.reason(run)
+            row["category"], row["evidence"] = triage.classify(run, current)
+        rows.append(row)
+    return rows
+
+
+def follow(run: RunDir, path: Path, poll_s: float) -> Iterator[str | tuple[str, str]]:
+    """Yield new text of `path` as it grows, then ("end", state) once the run ends, or ("unknown", "")
+    when no scheduler can tell its state for UNKNOWN_GIVE_UP_S."""
+    offset = 0
+    unknown_since = None
+    while True:
+        current = state(run)  # read before the file: the last read after a terminal state gets everything
+        if current != "UNKNOWN":
+            unknown_since = None
+        elif time.monotonic() - (unknown_since := unknown_since or time.monotonic()) > UNKNOWN_GIVE_UP_S:
+            yield ("unknown", "")
+            return
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            if chunk:
+                offset += len(chunk)
+                yield chunk.decode(errors="replace")
+        if current in TERMINAL:
+            yield ("end", current)
+            return
+        time.sleep(poll_s)
+
+
+def wait_sweep(s, timeout_s: float) -> tuple[str, int]:
+    """Block until a sweep's collect job (or its array) ends; return its state and how many runs completed."""
+    final = wait_job(s.executor, s.collect_job_id or s.job_id, timeout_s=timeout_s)
+    return final, states(s.runs).count("COMPLETED")
