@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import devices
 from .errors import ProfileError, SpecError
 from .spec import SBATCH_KEY, JobSpec, format_time, parse_time
 
@@ -70,6 +71,7 @@ class ClusterProfile:
                 f"invalid nodes: {spec.nodes} (profile 'local' runs on this machine only: use --nodes 1, "
                 "or a SLURM profile for more)"
             )
+        self._check_device(spec, part)
         if spec.nodes > part.max_nodes:
             raise SpecError(
                 f"invalid nodes: {spec.nodes} (partition {part.name!r} of profile {self.name!r} allows at most "
@@ -89,11 +91,24 @@ class ClusterProfile:
             if part.gpus_per_node == 0 or spec.gpu_type not in part.gpu_types:
                 allowed = ", ".join(part.gpu_types) or "none: it has no GPUs"
                 raise SpecError(f"invalid gpu type: {spec.gpu_type!r} (partition {part.name!r} has {allowed})")
-        if spec.precision == "fp16" and not self.has_gpus(part):
-            raise SpecError(
-                f"invalid precision: 'fp16' (partition {part.name!r} has no GPUs; use fp32 or bf16 on CPUs)"
-            )
+        if spec.precision == "fp16" and not self.has_gpus(part, spec.device):
+            where = "the workers are CPU processes" if spec.device == "cpu" else f"partition {part.name!r} has no GPUs"
+            raise SpecError(f"invalid precision: 'fp16' ({where}; use fp32 or bf16 on CPUs)")
         return part
+
+    def _check_device(self, spec: JobSpec, part: Partition) -> None:
+        """GPUs where the job asks for them: on this machine, no more than it lets hpcdl use."""
+        if self.scheduler == "local":
+            visible = devices.visible_gpus()
+            if spec.device == "gpu" and not visible:
+                raise SpecError("invalid device: 'gpu' (this machine has no visible GPU; use --device cpu)")
+            if visible and spec.device != "cpu" and spec.gpus > len(visible):
+                raise SpecError(
+                    f"invalid gpus: {spec.gpus} (this machine has {devices.describe(visible)}: use --gpus "
+                    f"{len(visible)}, or --device cpu for {spec.gpus} CPU worker processes)"
+                )
+        elif spec.device == "gpu" and part.gpus_per_node == 0:
+            raise SpecError(f"invalid device: 'gpu' (partition {part.name!r} has no GPUs)")
 
     def _fits_elsewhere(self, spec: JobSpec) -> str:
         """Where no partition was asked for: the partitions whose limits the shape fits, as advice."""
@@ -109,8 +124,13 @@ class ClusterProfile:
         fits = [p.name for p in ([p for p in fits if p.gpus_per_node > 0] or fits)]  # GPU partitions first
         return f"; it fits partition {' or '.join(repr(n) for n in fits)}: add --partition {fits[0]}" if fits else ""
 
-    def has_gpus(self, part: Partition) -> bool:
-        return self.scheduler == "slurm" and part.gpus_per_node > 0
+    def has_gpus(self, part: Partition, device: str = "auto") -> bool:
+        """Whether the job's workers are GPUs: a GPU partition, or on this machine, visible GPUs."""
+        if device == "cpu":
+            return False
+        if self.scheduler == "local":
+            return bool(devices.visible_gpus())
+        return part.gpus_per_node > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

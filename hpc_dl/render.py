@@ -128,7 +128,8 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "entry_args": entry_args(spec, ctx.run_dir),
         "bin_dir": Shell(shlex.quote(str(Path(ctx.python).parent)) + "/") if not profile.python else Shell(""),
         "local": profile.scheduler == "local",
-        "expect_gpus": spec.gpus if profile.has_gpus(profile.partition_for(spec)) else 0,
+        "expect_gpus": spec.gpus if profile.has_gpus(profile.partition_for(spec), spec.device) else 0,
+        "cpu_workers": spec.device == "cpu",
     }
     if ctx.templates is not None and not Path(ctx.templates).is_dir():
         raise TemplateError(f"templates folder {str(ctx.templates)!r} does not exist")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import catalog, strategies
+from .devices import DEVICES
 from .errors import SpecError
 
 SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")  # a long sbatch option name, as used in #SBATCH --key=value
@@ -107,6 +108,12 @@ class JobSpec:
     strategy: str = _field("ddp", f"One of: {_choices(strategies.STRATEGIES)}.", cli=False)
     nodes: int = _field(1, "Number of nodes.", cli=False)
     gpus: int = _field(1, "GPUs per node; on a node without GPUs, worker processes per node.", cli=False)
+    device: str = _field(
+        "auto",
+        "auto: GPUs where the node has them, else CPU worker processes; cpu: CPU workers even on a GPU node; "
+        "gpu: GPUs only.",
+        choices=DEVICES,
+    )
     cpus_per_task: int | None = _field(None, "CPU threads per worker (default: the profile's).")
     model: str = _field("mnist-cnn", f"One of: {_choices(catalog.MODELS)}.", entry=True, choices=catalog.MODELS)
     dataset: str = _field(
@@ -172,6 +179,8 @@ class JobSpec:
             raise SpecError(f"unknown model {self.model!r} (choose from {_names(catalog.MODELS)})")
         if self.dataset not in catalog.DATASETS:
             raise SpecError(f"unknown dataset {self.dataset!r} (choose from {_names(catalog.DATASETS)})")
+        if self.device not in DEVICES:
+            raise SpecError(f"invalid device {self.device!r} (choose from {', '.join(DEVICES)})")
         if self.precision not in catalog.PRECISIONS:
             raise SpecError(f"invalid precision {self.precision!r} (choose from {', '.join(catalog.PRECISIONS)})")
         _positive("nodes", self.nodes)

@@ -139,17 +139,29 @@ def test_bad_profiles_name_file_line_field(tmp_path, text, line, message):
             {"precision": "fp16"},
             "invalid precision: 'fp16' (partition 'local' has no GPUs; use fp32 or bf16 on CPUs)",
         ),
-        ("discovery", {"gpus": 2}, "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node); it fits partition 'multigpu': "
-            "add --partition multigpu"),
-        ("discovery", {"nodes": 2}, "invalid nodes: 2 (partition 'gpu' of profile 'discovery' allows at most 1); it fits partition 'multigpu': "
-            "add --partition multigpu"),
+        (
+            "discovery",
+            {"gpus": 2},
+            "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node); it fits partition 'multigpu': "
+            "add --partition multigpu",
+        ),
+        (
+            "discovery",
+            {"nodes": 2},
+            "invalid nodes: 2 (partition 'gpu' of profile 'discovery' allows at most 1); it fits partition 'multigpu': "
+            "add --partition multigpu",
+        ),
         (
             "discovery",
             {"partition": "huge"},
             "unknown partition 'huge' for profile 'discovery' (choose from gpu, multigpu, short)",
         ),
-        ("discovery", {"time_limit": 9 * 60}, "invalid time limit: 09:00:00 (partition 'gpu' allows at most 08:00:00); it fits partition 'multigpu': "
-            "add --partition multigpu"),
+        (
+            "discovery",
+            {"time_limit": 9 * 60},
+            "invalid time limit: 09:00:00 (partition 'gpu' allows at most 08:00:00); it fits partition 'multigpu': "
+            "add --partition multigpu",
+        ),
         (
             "discovery",
             {"gpu_type": "h100"},
@@ -171,3 +183,57 @@ def test_spec_checked_against_the_cluster(profile, changes, message):
 def test_cpu_partition_takes_worker_processes():
     part = profiles.load("discovery").check(JobSpec(partition="short", nodes=2, gpus=3))
     assert part.name == "short"
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """This machine as if it had one GPU, through the function the local profile asks."""
+    from hpc_dl import devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: ["0"])
+
+
+def test_local_refuses_more_gpus_than_are_visible(hpcdl, runs_root, one_gpu):
+    result = hpcdl("submit", "--profile", "local", "--gpus", "3", "--dry-run")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: invalid gpus: 3 (this machine has 1 visible GPU: use --gpus 1, or --device cpu for 3 CPU "
+        "worker processes)\n",
+    )
+
+
+def test_local_with_a_gpu_allows_fp16_and_cpu_workers_on_request(hpcdl, runs_root, one_gpu):
+    assert hpcdl("submit", "--profile", "local", "--precision", "fp16", "--dry-run").exit_code == 0
+    result = hpcdl("submit", "--profile", "local", "--device", "cpu", "--gpus", "3", "--dry-run")
+    assert result.exit_code == 0 and "export CUDA_VISIBLE_DEVICES=  # --device cpu" in result.stdout
+    result = hpcdl("submit", "--profile", "local", "--device", "cpu", "--precision", "fp16", "--dry-run")
+    assert (
+        result.stderr == "Error: invalid precision: 'fp16' (the workers are CPU processes; use fp32 or bf16 on CPUs)\n"
+    )
+
+
+def test_without_gpus_fp16_and_device_gpu_are_refused(hpcdl, runs_root, monkeypatch):
+    from hpc_dl import devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: [])
+    result = hpcdl("submit", "--profile", "local", "--precision", "fp16", "--dry-run")
+    assert (
+        result.stderr == "Error: invalid precision: 'fp16' (partition 'local' has no GPUs; use fp32 or bf16 on CPUs)\n"
+    )
+    result = hpcdl("submit", "--profile", "local", "--device", "gpu", "--dry-run")
+    assert result.stderr == "Error: invalid device: 'gpu' (this machine has no visible GPU; use --device cpu)\n"
+
+
+@pytest.mark.parametrize(
+    ("user", "gpus", "device", "expected"),
+    [(None, 2, "auto", "0,1"), ("2,3", 1, "auto", "2"), ("2,3", 2, "cpu", ""), ("", 2, "auto", None)],
+)
+def test_local_jobs_pick_their_gpus_from_the_users_set(monkeypatch, user, gpus, device, expected):
+    from hpc_dl import devices
+
+    if user is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        monkeypatch.setattr(devices, "visible_gpus", lambda: ["0", "1", "2", "3"])
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", user)
+    assert devices.assign(gpus, device) == expected

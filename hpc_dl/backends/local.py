@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..devices import assign
 from ..jobscript import run_script, run_sequence
 from ..render import Rendered
 from ..runs import RunDir, read_json
@@ -27,6 +28,8 @@ def _detached_local_executor():
     from submitit.local import local as sl
 
     class DetachedLocalExecutor(submitit.LocalExecutor):
+        visible: str | None = None  # CUDA_VISIBLE_DEVICES for the job (hpc_dl.devices.assign)
+
         def _submit_command(self, command: str):
             env = dict(os.environ)
             env.update(
@@ -39,8 +42,9 @@ def _detached_local_executor():
                 SUBMITIT_STDERR_TO_STDOUT="1",
                 SUBMITIT_EXECUTOR="local",
                 SUBMITIT_LOCAL_WITH_SHELL="",
-                CUDA_VISIBLE_DEVICES=",".join(str(k) for k in range(self.parameters["gpus_per_node"])),
             )
+            if self.visible is not None:  # the first GPUs of the set the user allows; never more
+                env["CUDA_VISIBLE_DEVICES"] = self.visible
             with open(os.devnull, "rb") as devnull_in, open(self.folder / "controller.log", "ab") as out:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "submitit.local._local", str(self.folder)],
@@ -63,6 +67,7 @@ class LocalBackend(Backend):
 
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
         executor = _detached_local_executor()(folder=run.submitit)
+        executor.visible = assign(spec.gpus, spec.device)
         executor.update_parameters(**rendered.parameters)
         return str(executor.submit(run_script, str(run.path)).job_id)
 
@@ -79,6 +84,7 @@ class LocalBackend(Backend):
         folder = study_dir / ".submitit"
         folder.mkdir(exist_ok=True)
         executor = _detached_local_executor()(folder=folder)
+        executor.visible = assign(big.gpus, big.device)
         total = sum(int((read_json(r.spec) or {}).get("time_limit", 60)) for r in runs)
         executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
         job = executor.submit(
