@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
-DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev cmake g++
+DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev cmake g++ chromium chromium-driver
 # Horovod (optional extra): built once per machine and cached by a hash of everything that goes into it.
 HOROVOD_VERSION := 0.28.1
 HOROVOD_CACHE ?= $(HOME)/.cache/hpcdl/wheels
@@ -47,7 +47,8 @@ $(VENV_STAMP): $(VENV_INPUTS)
 	@rm -f $(VENV)/.hpcdl-venv-*
 	@touch $@
 
-# Debian packages: the offline Fashion-MNIST data set and OpenMPI (for mpirun/mpi4py).
+# Debian packages: the offline Fashion-MNIST data set, OpenMPI (for mpirun/mpi4py), and chromium for the
+# browser tests (tests/test_browser.py drives /usr/bin/chromium through playwright; no `playwright install`).
 # Checked every time (dpkg answers in milliseconds), installed only when missing.
 system:
 	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \

@@ -79,37 +79,32 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
     )
 
 
+# three decimals: ratios and accuracies, and times in seconds
+_THREE_DECIMALS = {
+    "speedup",
+    "efficiency",
+    "karp_flatt",
+    "test_accuracy",
+    "accuracy_mean",
+    "accuracy_std",
+    "serial_fraction",
+    "serial_s",
+    "wall_s",
+    *scaling_mod.BREAKDOWN_TIMES,
+}
+
+
 def _fmt(value, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if column == "serial_fraction_ci":
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
-    if column in (
-        "speedup",
-        "efficiency",
-        "karp_flatt",
-        "test_accuracy",
-        "accuracy_mean",
-        "accuracy_std",
-        "serial_fraction",
-    ):
+    if column in _THREE_DECIMALS:
         return f"{value:.3f}"
     if column == "throughput":
         return f"{value:.1f}"
     if column == "throughput_ci":
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.1f}-{value[1]:.1f}"
-    if column in (
-        "time_per_epoch_s",
-        "serial_s",
-        "wall_s",
-        "data_s",
-        "forward_s",
-        "backward_compute_s",
-        "communication_s",
-        "optimizer_s",
-        "other_s",
-    ):
-        return f"{value:.3f}"
     return str(value)
 
 
@@ -124,116 +119,145 @@ def _table(df: pd.DataFrame, headers: dict[str, str]) -> str:
 
 def to_markdown(report: Report) -> str:
     lines = ["# Scaling report", ""]
-    s = report.scaling
     n_done = int((report.runs["state"] == "COMPLETED").sum())
     lines.append(f"{len(report.runs)} run(s) found, {n_done} completed.")
-    if not s.empty:
-        shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
-        lines += ["", _table(shown, SCALING_HEADERS), ""]
-        lines.append(
-            "- Baseline: in each group, the point with the fewest workers: "
-            + "; ".join(
-                f"{r.strategy}/{r.model}/bs {r.batch_size}: {r.baseline_workers} worker(s), run {r.baseline_run}"
-                for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
-            )
-        )
-        if s["scaling"].iloc[0] == "strong":
-            lines.append(
-                "- Strong scaling: the global batch is fixed (each point's per-worker batch is global / workers); "
-                "speedup is the gain in time per epoch."
-            )
-        else:
-            lines.append(
-                "- Weak scaling: the per-worker batch is fixed (the global batch grows with the workers); every "
-                "epoch covers the same data, so speedup is the gain in time per epoch (samples/s ratio)."
-            )
-        warmup = (
-            "every epoch is timed (--include-warmup)"
-            if report.include_warmup
-            else "epoch 1 is warm-up and not timed when a run has more than one"
-        )
-        repeats = "median; 95% CI: Student-t interval of the mean of the repeats" + (
-            "; the fastest and slowest of 5 or more repeats dropped (--trim)" if report.trim else ""
-        )
-        lines.append(
-            "- Throughput: global samples / the slowest rank's epoch time, mean over the timed epochs; "
-            f"{warmup}. Repeats: {repeats}."
-        )
-        lines.append("- Karp-Flatt e = (1/S - 1/q) / (1 - 1/q), q = workers / baseline workers.")
-        if (s["device"] == "cpu").any():
-            lines.append("- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU.")
-        for note in sorted(set(report.runs["note"].dropna())):
-            lines.append(f"- {note}.")
-        fits = report.fits if report.fits is not None else pd.DataFrame()
-        if not fits.empty:
-            law = fits["law"].iloc[0]
-            formula = "S = 1 / (s + (1 - s) / q)" if law == "Amdahl" else "S = q - s (q - 1)"
-            lines += ["", f"## Serial fraction ({law}'s law, {formula}, least squares)", ""]
-            shown = fits.assign(serial_fraction_ci=list(zip(fits["ci_low"], fits["ci_high"], strict=True)))
-            lines.append(
-                _table(
-                    shown,
-                    {
-                        "strategy": "strategy",
-                        "variant": "variant",
-                        "model": "model",
-                        "batch": "batch",
-                        "points": "points",
-                        "serial_fraction": "serial fraction s",
-                        "serial_fraction_ci": "95% CI",
-                    },
-                )
-            )
-            lines.append("")
-            lines.append("- The interval needs 3 or more points (2 fit exactly).")
-        lines += breakdown_markdown(report.breakdown)
-    elif report.kfold is None or report.kfold.empty:
+    has_kfold = report.kfold is not None and not report.kfold.empty
+    if not report.scaling.empty:
+        lines += _scaling_section(report)
+    elif not has_kfold:
         lines += ["", "No completed run to build a scaling table from."]
-    if report.kfold is not None and not report.kfold.empty:
-        k = report.kfold
-        lines += [
-            "",
-            "## K-fold cross-validation",
-            "",
-            _table(
-                k,
-                {
-                    "model": "model",
-                    "scheduler": "scheduler",
-                    "folds": "folds",
-                    "accuracy_mean": "accuracy (mean)",
-                    "accuracy_std": "accuracy (std)",
-                    "serial_s": "one after another (s)",
-                },
-            ),
-            "",
-        ]
-        lines.append(
-            f"- Held-out accuracy of each fold, mean and standard deviation over the folds. The whole "
-            f"study took {_fmt(k['wall_s'].iloc[0], 'wall_s')} s of wall time against "
-            f"{_fmt(k['serial_s'].sum(), 'serial_s')} s one after another: {k['speedup'].iloc[0]:.2f}x."
-        )
-    bad = report.not_completed
-    if not bad.empty:
-        lines += ["", "## Runs that did not complete", ""]
-        counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
-        lines += ["By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", ""]
-        headers = {
-            "run": "run",
-            "strategy": "strategy",
-            "workers": "workers",
-            "state": "state",
-            "category": "class",
-            "reason": "reason",
-        }
-        lines.append(_table(bad, headers))
-        evidence = bad[bad["evidence"].notna()]
-        if not evidence.empty:
-            lines += ["", "The line that shows each class:", ""]
-            lines += [f"- {r.run} ({r.category}): `{r.evidence}`" for r in evidence.itertuples()]
+    if has_kfold:
+        lines += _kfold_section(report.kfold)
+    lines += _failures_section(report.not_completed)
     if report.skipped_lines:
         lines += ["", f"Skipped {report.skipped_lines} corrupt or truncated log line(s)."]
     return "\n".join(lines) + "\n"
+
+
+def _scaling_section(report: Report) -> list[str]:
+    """The scaling table, how it was measured, the serial-fraction fits and the time breakdown."""
+    s = report.scaling
+    shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
+    lines = ["", _table(shown, SCALING_HEADERS), ""]
+    lines.append(
+        "- Baseline: in each group, the point with the fewest workers: "
+        + "; ".join(
+            f"{r.strategy}/{r.model}/bs {r.batch_size}: {r.baseline_workers} worker(s), run {r.baseline_run}"
+            for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
+        )
+    )
+    lines += _method_notes(report)
+    lines += [f"- {note}." for note in sorted(set(report.runs["note"].dropna()))]
+    lines += _fits_section(report.fits)
+    lines += breakdown_markdown(report.breakdown)
+    return lines
+
+
+def _method_notes(report: Report) -> list[str]:
+    """What speedup, throughput and Karp-Flatt mean here, with the options that changed them."""
+    s = report.scaling
+    if s["scaling"].iloc[0] == "strong":
+        kind = (
+            "- Strong scaling: the global batch is fixed (each point's per-worker batch is global / workers); "
+            "speedup is the gain in time per epoch."
+        )
+    else:
+        kind = (
+            "- Weak scaling: the per-worker batch is fixed (the global batch grows with the workers); every "
+            "epoch covers the same data, so speedup is the gain in time per epoch (samples/s ratio)."
+        )
+    warmup = (
+        "every epoch is timed (--include-warmup)"
+        if report.include_warmup
+        else "epoch 1 is warm-up and not timed when a run has more than one"
+    )
+    repeats = "median; 95% CI: Student-t interval of the mean of the repeats" + (
+        "; the fastest and slowest of 5 or more repeats dropped (--trim)" if report.trim else ""
+    )
+    lines = [
+        kind,
+        "- Throughput: global samples / the slowest rank's epoch time, mean over the timed epochs; "
+        f"{warmup}. Repeats: {repeats}.",
+        "- Karp-Flatt e = (1/S - 1/q) / (1 - 1/q), q = workers / baseline workers.",
+    ]
+    if (s["device"] == "cpu").any():
+        lines.append("- CPU-only: no GPU was found; each worker is a CPU process (gloo), not a GPU.")
+    return lines
+
+
+FIT_HEADERS = {
+    "strategy": "strategy",
+    "variant": "variant",
+    "model": "model",
+    "batch": "batch",
+    "points": "points",
+    "serial_fraction": "serial fraction s",
+    "serial_fraction_ci": "95% CI",
+}
+
+
+def _fits_section(fits: pd.DataFrame | None) -> list[str]:
+    if fits is None or fits.empty:
+        return []
+    law = fits["law"].iloc[0]
+    formula = "S = 1 / (s + (1 - s) / q)" if law == "Amdahl" else "S = q - s (q - 1)"
+    shown = fits.assign(serial_fraction_ci=list(zip(fits["ci_low"], fits["ci_high"], strict=True)))
+    return [
+        "",
+        f"## Serial fraction ({law}'s law, {formula}, least squares)",
+        "",
+        _table(shown, FIT_HEADERS),
+        "",
+        "- The interval needs 3 or more points (2 fit exactly).",
+    ]
+
+
+KFOLD_HEADERS = {
+    "model": "model",
+    "scheduler": "scheduler",
+    "folds": "folds",
+    "accuracy_mean": "accuracy (mean)",
+    "accuracy_std": "accuracy (std)",
+    "serial_s": "one after another (s)",
+}
+
+
+def _kfold_section(k: pd.DataFrame) -> list[str]:
+    return [
+        "",
+        "## K-fold cross-validation",
+        "",
+        _table(k, KFOLD_HEADERS),
+        "",
+        f"- Held-out accuracy of each fold, mean and standard deviation over the folds. The whole "
+        f"study took {_fmt(k['wall_s'].iloc[0], 'wall_s')} s of wall time against "
+        f"{_fmt(k['serial_s'].sum(), 'serial_s')} s one after another: {k['speedup'].iloc[0]:.2f}x.",
+    ]
+
+
+FAILURE_HEADERS = {
+    "run": "run",
+    "strategy": "strategy",
+    "workers": "workers",
+    "state": "state",
+    "category": "class",
+    "reason": "reason",
+}
+
+
+def _failures_section(bad: pd.DataFrame) -> list[str]:
+    """The runs that did not complete: counts by class, a row each, and the log line behind each class."""
+    if bad.empty:
+        return []
+    counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
+    lines = ["", "## Runs that did not complete", ""]
+    lines += ["By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", ""]
+    lines.append(_table(bad, FAILURE_HEADERS))
+    evidence = bad[bad["evidence"].notna()]
+    if not evidence.empty:
+        lines += ["", "The line that shows each class:", ""]
+        lines += [f"- {r.run} ({r.category}): `{r.evidence}`" for r in evidence.itertuples()]
+    return lines
 
 
 def records(df: pd.DataFrame) -> list[dict]:
@@ -244,20 +268,11 @@ def records(df: pd.DataFrame) -> list[dict]:
     ]
 
 
+# the breakdown's columns less those that name the group (the table is per point), labelled without units
 BREAKDOWN_HEADERS = {
-    "strategy": "strategy",
-    "variant": "variant",
-    "model": "model",
-    "workers": "workers",
-    "nodes": "nodes",
-    "time_per_epoch_s": "epoch",
-    "data_s": "data",
-    "forward_s": "forward",
-    "backward_compute_s": "backward",
-    "communication_s": "communication",
-    "optimizer_s": "optimizer",
-    "other_s": "other",
-    "bound": "bound",
+    c: {"time_per_epoch_s": "epoch", "backward_compute_s": "backward"}.get(c, c.removesuffix("_s"))
+    for c in scaling_mod.BREAKDOWN_COLUMNS
+    if c not in ("dataset", "batch_size", "precision")
 }
 
 

@@ -6,14 +6,13 @@ run with an unreadable spec is listed as CORRUPT, an unfinished run as UNFINISHE
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from hpc_dl import triage
+from hpc_dl import events, triage
 from hpc_dl.runs import RunDir, find_runs, read_json
 
 RUN_COLUMNS = [
@@ -72,28 +71,6 @@ class Loaded:
     skipped_lines: int
 
 
-def read_events(path: Path) -> tuple[list[dict], int]:
-    """The events in one rank's file, and how many lines were not valid events."""
-    events, skipped = [], 0
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return [], 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            skipped += 1
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("event"), str):
-            skipped += 1
-            continue
-        events.append(record)
-    return events, skipped
-
-
 def _num(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -108,108 +85,158 @@ def variant(spec: dict) -> str:
 
 
 def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
+    """One run's row, its epochs' rows, and how many event lines were skipped."""
     spec = read_json(run.spec)
     row = dict.fromkeys(RUN_COLUMNS)
     row.update(run=run.run_id, study=run.study, folder=str(run.path))
     if not isinstance(spec, dict):
         row.update(state="CORRUPT", reason=f"unreadable {run.spec.name}")
         return row, [], 0
-    row.update(
-        strategy=spec.get("strategy"),
-        model=spec.get("model"),
-        dataset=spec.get("dataset"),
-        nodes=spec.get("nodes"),
-        gpus_per_node=spec.get("gpus"),
-        batch_size=spec.get("batch_size"),
-        precision=spec.get("precision"),
-        epochs=spec.get("epochs"),
-    )
-    row["variant"] = variant(spec)
-    row.update(fold=spec.get("fold"), scheduler=spec.get("scheduler"))
-    if isinstance(spec.get("nodes"), int) and isinstance(spec.get("gpus"), int):
-        row["workers"] = spec["nodes"] * spec["gpus"]
-    skipped = 0
-    by_rank: dict[int, list[dict]] = {}
-    for path in run.event_files():
-        events, bad = read_events(path)
-        skipped += bad
-        by_rank[int(path.stem.split("-")[1])] = events
+    row.update(_spec_fields(spec))
+    by_rank, skipped = events.read_run(run)
+    row.update(_run_start_fields(by_rank))
+    epochs = _epochs(run.run_id, by_rank)
+    if spec.get("script"):  # your own script (hpcdl submit --script): what it reported, else its wall time
+        epochs = _script_run(run, row, by_rank, epochs)
+    for rec in epochs:
+        rec["workers"] = row["workers"]
+    row["epochs_done"] = len(epochs)
+    _settle_state(run, row, by_rank)
+    return row, epochs, skipped
 
-    # the global (all-reduced) values are the same on every rank: take them from the lowest rank that has them
+
+def _spec_fields(spec: dict) -> dict:
+    """What the spec says about the run (the events may correct workers: the world size that ran)."""
+    fields = {
+        "strategy": spec.get("strategy"),
+        "model": spec.get("model"),
+        "dataset": spec.get("dataset"),
+        "nodes": spec.get("nodes"),
+        "gpus_per_node": spec.get("gpus"),
+        "batch_size": spec.get("batch_size"),
+        "precision": spec.get("precision"),
+        "epochs": spec.get("epochs"),
+        "variant": variant(spec),
+        "fold": spec.get("fold"),
+        "scheduler": spec.get("scheduler"),
+    }
+    if isinstance(spec.get("nodes"), int) and isinstance(spec.get("gpus"), int):
+        fields["workers"] = spec["nodes"] * spec["gpus"]
+    return fields
+
+
+def _run_start_fields(by_rank: dict[int, list[dict]]) -> dict:
+    """The device and world from the first run_start that names a device; restarts from the lowest rank's
+    run_start count (every start after the first is a requeue or a rerun)."""
+    fields: dict = {"restarts": 0}
+    if by_rank:
+        starts = sum(ev["event"] == "run_start" for ev in by_rank[min(by_rank)])
+        fields["restarts"] = max(starts - 1, 0)
+    for ev in (ev for rank in sorted(by_rank) for ev in by_rank[rank] if ev["event"] == "run_start"):
+        if fields.get("device") is not None:
+            break
+        fields.update(
+            note=ev.get("note"),
+            device=ev.get("device"),
+            device_name=ev.get("device_name"),
+            global_batch_size=ev.get("global_batch_size"),
+        )
+        if isinstance(ev.get("world_size"), int):
+            fields["workers"] = ev["world_size"]
+    return fields
+
+
+def _epochs(run_id: str, by_rank: dict[int, list[dict]]) -> list[dict]:
+    """One row per logged epoch, in order.
+
+    The global (all-reduced) values are the same on every rank: they come from the lowest rank that has
+    them. The data wait is the slowest rank's; the phase times are the mean over the ranks that timed them.
+    """
     epochs: dict[int, dict] = {}
     data_time: dict[int, float] = {}
     phases: dict[int, list[list[float]]] = {}
-    for rank in sorted(by_rank):
-        for ev in by_rank[rank]:
-            kind = ev["event"]
-            if kind == "run_start" and rank == min(by_rank):
-                row["restarts"] = (row["restarts"] or 0) + 1
-            if kind == "run_start" and row["device"] is None:
-                row.update(
-                    note=ev.get("note"),
-                    device=ev.get("device"),
-                    device_name=ev.get("device_name"),
-                    global_batch_size=ev.get("global_batch_size"),
-                )
-                if isinstance(ev.get("world_size"), int):
-                    row["workers"] = ev["world_size"]
-            elif kind == "epoch_stop" and isinstance(ev.get("epoch"), int):
-                e = ev["epoch"]
-                dt = _num(ev.get("rank_data_time(s)"))
-                if dt is not None:
-                    data_time[e] = max(data_time.get(e, 0.0), dt)
-                ph = [_num(ev.get(f"rank_{name}_time(s)")) for name in PHASES] + [_num(ev.get("rank_samples"))]
-                if None not in ph:
-                    phases.setdefault(e, []).append(ph)
-                epochs.setdefault(
-                    e,
-                    {
-                        "run": run.run_id,
-                        "epoch": e,
-                        "time_s": _num(ev.get("time(s)")),
-                        "samples": _num(ev.get("samples")),
-                        "throughput": _num(ev.get("throughput(samples/s)")),
-                        "loss": _num(ev.get("loss")),
-                        "accuracy": _num(ev.get("accuracy")),
-                        "test_accuracy": None,
-                    },
-                )
-            elif kind == "eval" and isinstance(ev.get("epoch"), int) and ev["epoch"] in epochs:
-                if epochs[ev["epoch"]]["test_accuracy"] is None:
-                    epochs[ev["epoch"]]["test_accuracy"] = _num(ev.get("test_accuracy"))
+    for ev in (ev for rank in sorted(by_rank) for ev in by_rank[rank]):
+        e = ev.get("epoch")
+        if not isinstance(e, int):
+            continue
+        if ev["event"] == "epoch_stop":
+            dt = _num(ev.get("rank_data_time(s)"))
+            if dt is not None:
+                data_time[e] = max(data_time.get(e, 0.0), dt)
+            ph = [_num(ev.get(f"rank_{name}_time(s)")) for name in PHASES] + [_num(ev.get("rank_samples"))]
+            if None not in ph:
+                phases.setdefault(e, []).append(ph)
+            epochs.setdefault(e, _epoch_row(run_id, ev))
+        elif ev["event"] == "eval" and e in epochs and epochs[e]["test_accuracy"] is None:
+            epochs[e]["test_accuracy"] = _num(ev.get("test_accuracy"))
     for e, rec in epochs.items():
-        rec["workers"] = row["workers"]
         rec["data_time_s"] = data_time.get(e)
-        per_rank = phases.get(e)
-        if per_rank:  # the mean over the ranks that timed their phases
-            means = [sum(col) / len(per_rank) for col in zip(*per_rank, strict=True)]
+        if phases.get(e):
+            means = [sum(col) / len(phases[e]) for col in zip(*phases[e], strict=True)]
             rec.update(forward_s=means[0], backward_s=means[1], optimizer_s=means[2], rank_samples=means[3])
-    row["epochs_done"] = len(epochs)
-    row["restarts"] = max((row["restarts"] or 1) - 1, 0)
+    return [epochs[e] for e in sorted(epochs)]
 
+
+def _script_run(run: RunDir, row: dict, by_rank: dict[int, list[dict]], epochs: list[dict]) -> list[dict]:
+    """A --script run: model, data set and batch from its report.start() (else the script's name), its
+    epochs as reported; a script that reported none gets one row with the job's wall time (exit.json)."""
+    start = next((ev for rank in sorted(by_rank) for ev in by_rank[rank] if ev["event"] == "run_start"), {})
+    name = Path(str(read_json(run.spec).get("script"))).name
+    row.update(
+        model=start.get("model", name),
+        dataset=start.get("dataset", "-"),
+        batch_size=start.get("batch_size"),
+        precision=start.get("precision", "-"),
+    )
     ended = read_json(run.exit)
-    result = read_json(run.result)
+    if not epochs and isinstance(ended, dict) and ended.get("state") == "COMPLETED":
+        wall = (_num(ended.get("ended")) or 0.0) - (_num(ended.get("started")) or 0.0)
+        epochs = [{**_epoch_row(run.run_id, {"epoch": 1}), "time_s": wall}]
+    row["epochs"] = len(epochs)
+    return epochs
+
+
+def _epoch_row(run_id: str, ev: dict) -> dict:
+    return {
+        "run": run_id,
+        "epoch": ev["epoch"],
+        "time_s": _num(ev.get("time(s)")),
+        "samples": _num(ev.get("samples")),
+        "throughput": _num(ev.get("throughput(samples/s)")),
+        "loss": _num(ev.get("loss")),
+        "accuracy": _num(ev.get("accuracy")),
+        "test_accuracy": None,
+    }
+
+
+def _settle_state(run: RunDir, row: dict, by_rank: dict[int, list[dict]]) -> None:
+    """The run's state, reason and failure class, from its exit record, result and events."""
+    ended, result = read_json(run.exit), read_json(run.result)
     if isinstance(ended, dict):
         row.update(started=_num(ended.get("started")), ended=_num(ended.get("ended")))
-    if isinstance(ended, dict) and ended.get("state"):
-        row["state"] = ended["state"]
-        if ended["state"] != "COMPLETED":
-            row["reason"] = triage.reason(run, by_rank)
-    elif isinstance(result, dict) and result.get("status") == "success":
-        row["state"] = "COMPLETED"
-    elif triage.failed_rank(by_rank):
-        row.update(state="FAILED", reason=triage.reason(run, by_rank))
-    elif run.cancel.exists():
-        row.update(state="CANCELLED", reason="cancelled by hpcdl cancel")
-    else:
-        row.update(state="UNFINISHED", reason=f"{len(epochs)} of {row['epochs']} epochs logged; no exit record")
+    row.update(_state(run, ended, result, by_rank, row))
+    logged = row["epochs_done"]
     if row["state"] == "COMPLETED" and isinstance(result, dict):
         row["test_accuracy"] = _num(result.get("test_accuracy"))
-    if row["state"] == "COMPLETED" and row["epochs"] is not None and len(epochs) < row["epochs"]:
-        row.update(state="INCOMPLETE", reason=f"only {len(epochs)} of {row['epochs']} epochs logged")
+    if row["state"] == "COMPLETED" and row["epochs"] is not None and logged < row["epochs"]:
+        row.update(state="INCOMPLETE", reason=f"only {logged} of {row['epochs']} epochs logged")
     if row["state"] in ("FAILED", "TERMINATED", "CANCELLED"):
         row["category"], row["evidence"] = triage.classify(run, row["state"], by_rank)
-    return row, [epochs[e] for e in sorted(epochs)], skipped
+
+
+def _state(run: RunDir, ended, result, by_rank: dict[int, list[dict]], row: dict) -> dict:
+    """State and reason: the job's exit record when it wrote one, else what the run left behind."""
+    if isinstance(ended, dict) and ended.get("state"):
+        if ended["state"] == "COMPLETED":
+            return {"state": "COMPLETED"}
+        return {"state": ended["state"], "reason": triage.reason(run, by_rank)}
+    if isinstance(result, dict) and result.get("status") == "success":
+        return {"state": "COMPLETED"}
+    if triage.failed_rank(by_rank):
+        return {"state": "FAILED", "reason": triage.reason(run, by_rank)}
+    if run.cancel.exists():
+        return {"state": "CANCELLED", "reason": "cancelled by hpcdl cancel"}
+    return {"state": "UNFINISHED", "reason": f"{row['epochs_done']} of {row['epochs']} epochs logged; no exit record"}
 
 
 def load(paths: list[Path]) -> Loaded:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpc_dl import __version__
-from hpc_dl.runs import read_json, write_atomic
+from hpc_dl import __version__, events
+from hpc_dl.runs import RunDir, read_json, write_atomic
 
 from .collect import Report
 
@@ -39,12 +39,9 @@ def environment(report: Report) -> dict[str, str]:
     for name in report.runs["device_name"].dropna():
         devices.add(str(name))
     for folder in report.runs["folder"].dropna()[:50]:
-        first = Path(folder) / "events" / "rank-0.jsonl"
-        try:
-            line = first.read_text().splitlines()[0]
-        except (OSError, IndexError):
-            continue
-        torches.add(str((pd.read_json(io.StringIO(line), lines=True).get("torch", pd.Series([None])))[0]))
+        first, _ = events.read_rank(RunDir(Path(folder)).rank_events(0))
+        if first:
+            torches.add(str(first[0].get("torch")))
     env["profiles"] = ", ".join(sorted(profiles)) or "-"
     env["torch (jobs)"] = ", ".join(sorted(t for t in torches if t and t != "None")) or "-"
     env["devices"] = "; ".join(sorted(devices)) or "-"

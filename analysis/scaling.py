@@ -18,14 +18,8 @@ import numpy as np
 import pandas as pd
 
 GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision"]
-STRONG_GROUP = ["strategy", "variant", "model", "dataset", "global_batch_size", "precision"]
-FIT_COLUMNS = [
-    "strategy",
-    "variant",
-    "model",
-    "dataset",
-    "batch",
-    "precision",
+STRONG_GROUP = ["global_batch_size" if c == "batch_size" else c for c in GROUP]  # the global batch is fixed
+FIT_COLUMNS = ["batch" if c == "batch_size" else c for c in GROUP] + [
     "law",
     "points",
     "serial_fraction",
@@ -63,10 +57,15 @@ def timed_epochs(epochs: pd.DataFrame, include_warmup: bool = False) -> pd.DataF
     return epochs[(count == 1) | (epochs["epoch"] != first)]
 
 
+def measured(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The completed runs that scaling tables are built from (kfold has its own table), and their timed epochs."""
+    done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]
+    return done, timed_epochs(epochs[epochs["run"].isin(done["run"])], include_warmup)
+
+
 def per_run(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = False) -> pd.DataFrame:
     """One row per completed run: its timing over the timed epochs, and its final test accuracy."""
-    done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]  # kfold has its own table
-    timed = timed_epochs(epochs[epochs["run"].isin(done["run"])], include_warmup)
+    done, timed = measured(runs, epochs, include_warmup)
     agg = (
         timed.groupby("run")
         .agg(timed_epochs=("epoch", "count"), time_per_epoch_s=("time_s", "mean"), throughput=("throughput", "mean"))
@@ -158,8 +157,7 @@ def fit(scaling: pd.DataFrame) -> pd.DataFrame:
     if scaling.empty:
         return pd.DataFrame(columns=FIT_COLUMNS)
     kind = scaling["scaling"].iloc[0]
-    batch = "global_batch_size" if kind == "strong" else "batch_size"
-    group = ["strategy", "variant", "model", "dataset", batch, "precision"]
+    group = STRONG_GROUP if kind == "strong" else GROUP
     for key, g in scaling.groupby(group, dropna=False):
         q = (g["workers"] / g["baseline_workers"]).to_numpy(dtype=float)
         speedup = g["speedup"].to_numpy(dtype=float)
@@ -183,21 +181,11 @@ def fit(scaling: pd.DataFrame) -> pd.DataFrame:
             low, high = s_hat - half, s_hat + half
         else:
             low = high = float("nan")
-        rows.append(
-            [*key[:4], key[4], key[5], "Amdahl" if kind == "strong" else "Gustafson", len(q), float(s_hat), low, high]
-        )
+        rows.append([*key, "Amdahl" if kind == "strong" else "Gustafson", len(q), float(s_hat), low, high])
     return pd.DataFrame(rows, columns=FIT_COLUMNS)
 
 
-BREAKDOWN_COLUMNS = [
-    "strategy",
-    "variant",
-    "model",
-    "dataset",
-    "batch_size",
-    "precision",
-    "workers",
-    "nodes",
+BREAKDOWN_TIMES = [
     "time_per_epoch_s",
     "data_s",
     "forward_s",
@@ -205,8 +193,8 @@ BREAKDOWN_COLUMNS = [
     "communication_s",
     "optimizer_s",
     "other_s",
-    "bound",
 ]
+BREAKDOWN_COLUMNS = GROUP + ["workers", "nodes"] + BREAKDOWN_TIMES + ["bound"]
 
 
 def breakdown(
@@ -220,8 +208,7 @@ def breakdown(
     (waiting for the slowest rank, bookkeeping). A point is communication-bound when communication exceeds
     compute (forward + backward compute + optimizer), data-bound when the loader wait does.
     """
-    done = runs[(runs["state"] == "COMPLETED") & (runs["strategy"] != "kfold")]
-    timed = timed_epochs(epochs[epochs["run"].isin(done["run"])], include_warmup)
+    done, timed = measured(runs, epochs, include_warmup)
     timed = timed.dropna(subset=["forward_s", "backward_s", "optimizer_s", "rank_samples", "data_time_s"])
     if timed.empty:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)

@@ -20,6 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hpc_dl.events import read_rank
+from hpc_dl.runs import RunDir
+
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
 
@@ -29,31 +32,28 @@ def torchrun(workers: int, module_args: list[str], env: dict) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
 
 
+def train_args(args) -> list[str]:
+    """The training options both the entrypoint and `hpcdl submit` get (bare_ddp.py takes its own)."""
+    return [
+        "--model",
+        args.model,
+        "--dataset",
+        "synthetic",
+        "--train-samples",
+        str(args.samples),
+        "--test-samples",
+        "64",
+        "--batch-size",
+        str(args.batch),
+        "--epochs",
+        str(args.epochs),
+    ]
+
+
 def entrypoint_rate(workers: int, args, env: dict, tmp: Path, i: int) -> float:
-    run_dir = tmp / f"entry-{workers}-{i}"
-    torchrun(
-        workers,
-        [
-            "-m",
-            "hpc_dl.jobs.ddp",
-            "--run-dir",
-            str(run_dir),
-            "--model",
-            args.model,
-            "--dataset",
-            "synthetic",
-            "--train-samples",
-            str(args.samples),
-            "--test-samples",
-            "64",
-            "--batch-size",
-            str(args.batch),
-            "--epochs",
-            str(args.epochs),
-        ],
-        env,
-    )
-    events = [json.loads(x) for x in (run_dir / "events" / "rank-0.jsonl").read_text().splitlines()]
+    run = RunDir(tmp / f"entry-{workers}-{i}")
+    torchrun(workers, ["-m", "hpc_dl.jobs.ddp", "--run-dir", str(run.path), *train_args(args)], env)
+    events, _ = read_rank(run.rank_events(0))
     rates = [e["throughput(samples/s)"] for e in events if e["event"] == "epoch_stop" and e["epoch"] > 1]
     return statistics.mean(rates)
 
@@ -93,7 +93,12 @@ def main() -> None:
         f"{args.epochs} epochs (epoch 1 untimed), 1 thread/worker, {args.repeats} repeats; "
         f"{platform.node()} ({os.cpu_count()} cores)"
     )
+    entrypoint_overhead(args, env, tmp)
+    efficiency(args, env, tmp)
 
+
+def entrypoint_overhead(args, env: dict, tmp: Path) -> None:
+    """Section 1: the entrypoint against the bare loop, 2 workers."""
     entry, bare = [], []
     for i in range(args.repeats):  # interleaved, so drift in the machine hits both alike
         bare.append(bare_rate(2, args, env))
@@ -106,37 +111,15 @@ def main() -> None:
     print(f"| hpcdl DDP entrypoint | {me:.1f} | {', '.join(f'{x:.1f}' for x in entry)} |")
     print(f"\nratio entrypoint / bare: {me / mb:.3f}")
 
+
+def efficiency(args, env: dict, tmp: Path) -> None:
+    """Section 2: 1 and 2 workers through submit and collect, the way a user measures them."""
     print("\n## 2. 1 -> 2 workers through hpcdl submit (local executor) and hpcdl collect")
+    submit = [str(BIN / "hpcdl"), "submit", "--profile", "local", "--study", "bench"]
     for gpus in ("1", "2"):
         for _ in range(args.repeats):
-            subprocess.run(
-                [
-                    str(BIN / "hpcdl"),
-                    "submit",
-                    "--profile",
-                    "local",
-                    "--study",
-                    "bench",
-                    "--gpus",
-                    gpus,
-                    "--model",
-                    args.model,
-                    "--dataset",
-                    "synthetic",
-                    "--train-samples",
-                    str(args.samples),
-                    "--test-samples",
-                    "64",
-                    "--batch-size",
-                    str(args.batch),
-                    "--epochs",
-                    str(args.epochs),
-                    "--wait",
-                ],
-                check=True,
-                capture_output=True,
-                env=env,
-            )
+            cmd = [*submit, "--gpus", gpus, *train_args(args), "--wait"]
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
     out = subprocess.run(
         [str(BIN / "hpcdl"), "collect", str(tmp / "runs" / "bench"), "--out", str(tmp / "results"), "--json"],
         check=True,

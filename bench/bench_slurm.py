@@ -37,82 +37,53 @@ def main() -> None:
         HPCDL_PROFILES=str(REPO / "tests" / "cluster" / "profiles"),
         HPCDL_RUNS=str(tmp / "runs"),
     )
-    hpcdl = [str(BIN / "hpcdl")]
     print(f"# SLURM benchmarks on the test cluster ({os.cpu_count()} cores), {args.repeats} repeats")
+    submit_latency(env, args.repeats)
+    sweep_wall(env, tmp)
+    cluster_restart()
 
+
+def hpcdl(env: dict, *argv: str) -> str:
+    """`hpcdl ARGV` as typed; its stdout."""
+    return subprocess.run([str(BIN / "hpcdl"), *argv], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def submit_latency(env: dict, repeats: int) -> None:
+    """Section 1: the submit command's wall time, and how long until the job script starts on a node."""
     latencies, submit_walls = [], []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t0 = time.time()
-        out = subprocess.run(
-            [
-                *hpcdl,
-                "submit",
-                "--profile",
-                "testcluster",
-                "--study",
-                "lat",
-                "--train-samples",
-                "64",
-                "--test-samples",
-                "16",
-                "--time",
-                "5",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        out = hpcdl(
+            env, *"submit --profile testcluster --study lat --train-samples 64 --test-samples 16 --time 5".split()
+        )
         submit_walls.append(time.time() - t0)
-        run = Path(re.search(r"folder  (\S+)", out)[1])
+        log = Path(re.search(r"folder  (\S+)", out)[1]) / "job.log"
         deadline = time.time() + 120
-        while not (run / "job.log").exists() and time.time() < deadline:
+        while not log.exists() and time.time() < deadline:
             time.sleep(0.05)
-        latencies.append((run / "job.log").stat().st_mtime - t0 if (run / "job.log").exists() else float("nan"))
-        subprocess.run([*hpcdl, "submit", "--help"], env=env, capture_output=True)  # keep the loop honest
+        latencies.append(log.stat().st_mtime - t0 if log.exists() else float("nan"))
+        subprocess.run([str(BIN / "hpcdl"), "submit", "--help"], env=env, capture_output=True)  # keep the loop honest
         while subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip():
             time.sleep(0.5)
     print("\n## 1. hpcdl submit -> job running on a node")
     print("| measure | median (s) | min (s) | max (s) |")
     print("|---|---|---|---|")
-    print(
-        f"| `hpcdl submit` command (render, folder, sbatch) | {statistics.median(submit_walls):.3f} | "
-        f"{min(submit_walls):.3f} | {max(submit_walls):.3f} |"
-    )
-    print(
-        f"| submit -> job script started on the node | {statistics.median(latencies):.3f} | {min(latencies):.3f} | "
-        f"{max(latencies):.3f} |"
-    )
+    for measure, values in (
+        ("`hpcdl submit` command (render, folder, sbatch)", submit_walls),
+        ("submit -> job script started on the node", latencies),
+    ):
+        print(f"| {measure} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
 
+
+def sweep_wall(env: dict, tmp: Path) -> None:
+    """Section 2: `hpcdl sweep` of 64 points as one array, three times; each array is cancelled at once."""
     walls = []
     for i in range(3):
         t0 = time.perf_counter()
-        out = subprocess.run(
-            [
-                *hpcdl,
-                "sweep",
-                "--profile",
-                "testcluster",
-                "--study",
-                f"s64-{i}",
-                "--nodes",
-                "1,2",
-                "--gpus",
-                "1,2,3,4",
-                "--repeats",
-                "8",
-                "--throttle",
-                "4",
-                "--time",
-                "5",
-                "--out",
-                str(tmp / f"out-{i}"),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        shape = "--nodes 1,2 --gpus 1,2,3,4 --repeats 8 --throttle 4 --time 5".split()
+        out = hpcdl(
+            env, "sweep", "--profile", "testcluster", "--study", f"s64-{i}", *shape, "--out", str(tmp / f"out-{i}")
+        )
         walls.append(time.perf_counter() - t0)
         array = re.search(r"as job (\d+) ", out)[1]
         collect = re.search(r"collect  job (\d+)", out)[1]
@@ -122,6 +93,9 @@ def main() -> None:
     print("\n## 2. a 64-point sweep as one job array (+ collect job), wall time of `hpcdl sweep`")
     print(f"runs: {', '.join(f'{w:.3f}' for w in walls)} s; median {statistics.median(walls):.3f} s")
 
+
+def cluster_restart() -> None:
+    """Section 3: the cluster's daemons down and up again."""
     t0 = time.perf_counter()
     subprocess.run([str(CLUSTER), "down"], check=True, capture_output=True)
     t1 = time.perf_counter()

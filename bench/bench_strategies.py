@@ -31,26 +31,16 @@ def table(study_dir: Path, out: Path, env: dict) -> list[dict]:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hpcdl-bench-strategies-"))
     env = dict(os.environ, HPCDL_RUNS=str(tmp / "runs"))
-    common = [
-        "--profile",
-        "local",
-        "--model",
-        "resnet18",
-        "--dataset",
-        "synthetic",
-        "--train-samples",
-        "1024",
-        "--test-samples",
-        "64",
-        "--batch-size",
-        "32",
-        "--epochs",
-        "2",
-        "--study",
-        "thr",
-        "--no-collect",
-        "--wait",
-    ]
+    throughput(tmp, env)
+    psgd_accuracy(tmp, env)
+
+
+def throughput(tmp: Path, env: dict) -> None:
+    """Section 1: samples/s of every strategy with 1 and 2 workers."""
+    common = (
+        "--profile local --model resnet18 --dataset synthetic --train-samples 1024 --test-samples 64 "
+        "--batch-size 32 --epochs 2 --study thr --no-collect --wait"
+    ).split()
     hpcdl("sweep", "--strategy", "ddp,fsdp,hogwild,horovod,psgd", "--gpus", "1,2", *common, env=env)
     hpcdl("sweep", "--strategy", "dp", "--gpus", "1", *common, env=env)
     hpcdl("sweep", "--strategy", "pipeline", "--gpus", "2", *common, env=env)
@@ -67,32 +57,13 @@ def main() -> None:
         eff = "-" if base == "-" else f"{r['efficiency']:.3f}"
         print(f"| {r['strategy']} | {r['variant']} | {r['workers']} | {r['throughput']:.1f} | {base} | {eff} |")
 
-    psgd = [
-        "--profile",
-        "local",
-        "--strategy",
-        "psgd",
-        "--model",
-        "mnist-cnn",
-        "--dataset",
-        "fashion-mnist",
-        "--train-samples",
-        "8192",
-        "--test-samples",
-        "2000",
-        "--batch-size",
-        "64",
-        "--epochs",
-        "3",
-        "--lr",
-        "0.05",
-        "--study",
-        "psgd",
-        "--no-collect",
-        "--wait",
-        "--gpus",
-        "1,2,3,4",
-    ]
+
+def psgd_accuracy(tmp: Path, env: dict) -> None:
+    """Section 2: PSGD's test accuracy against P, averaging once against every 10 steps."""
+    psgd = (
+        "--profile local --strategy psgd --model mnist-cnn --dataset fashion-mnist --train-samples 8192 "
+        "--test-samples 2000 --batch-size 64 --epochs 3 --lr 0.05 --study psgd --no-collect --wait --gpus 1,2,3,4"
+    ).split()
     hpcdl("sweep", *psgd, "--average", "once", env=env)
     hpcdl("sweep", *psgd, "--average", "every:10", env=env)
     rows = table(tmp / "runs" / "psgd", tmp / "out-psgd", env)

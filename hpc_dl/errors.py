@@ -39,3 +39,7 @@ class CollectError(HpcdlError):
 
 class MissingDependency(HpcdlError):
     """An optional dependency (horovod, mpirun, …) is not installed."""
+
+
+class NotServable(UsageError):
+    """A run whose checkpoint cannot answer predictions (none yet, or one that is not a whole model)."""

@@ -16,6 +16,9 @@ from .spec import JobSpec
 
 def preflight(spec: JobSpec, profile: ClusterProfile) -> list[str]:
     """Every check; raises on the first failure, returns the warnings."""
+    from .byo import check
+
+    check(spec, profile)  # your model, data set or script (found; parsed, never imported here)
     check_requirements(spec, profile)
     return check_data_root(spec, profile)
 

@@ -51,6 +51,7 @@ class ClusterProfile:
     modules: tuple[str, ...] = ()  # `module load` lines
     setup: tuple[str, ...] = ()  # shell lines run before the launch (conda/venv activation); trusted
     env: dict[str, str] = field(default_factory=dict)  # exported, values quoted
+    pythonpath: tuple[str, ...] = ()  # folders exported as PYTHONPATH (your own models, data sets)
     cpus_per_task: int = 1  # default for specs that do not say
     sbatch: dict[str, str] = field(default_factory=dict)  # default extra sbatch options (account, qos, …)
     source: str = "<builtin>"
@@ -142,6 +143,7 @@ class ClusterProfile:
             "modules": list(self.modules),
             "setup": list(self.setup),
             "env": dict(self.env),
+            "pythonpath": list(self.pythonpath),
             "cpus_per_task": self.cpus_per_task,
             "sbatch": dict(self.sbatch),
             "partitions": {
@@ -296,6 +298,7 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
             "modules",
             "setup",
             "env",
+            "pythonpath",
             "cpus_per_task",
             "sbatch",
         }
@@ -320,6 +323,7 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
         modules=tuple(top.get("modules", "strlist", default=[])),
         setup=tuple(top.get("setup", "strlist", default=[])),
         env=env,
+        pythonpath=_pythonpath(top),
         cpus_per_task=top.get("cpus_per_task", "int>=1", default=1),
         sbatch=sbatch,
         source=str(path),
@@ -352,3 +356,12 @@ def _named_map(top: _Fields, key: str, valid: re.Pattern, must_be: str) -> dict[
         if not valid.fullmatch(name):
             top.sub(key).fail((name,), f"is invalid (must be {must_be})")
     return values
+
+
+def _pythonpath(top: _Fields) -> tuple[str, ...]:
+    """Folders for PYTHONPATH: absolute (or ~) paths, as the compute node sees them."""
+    folders = tuple(top.get("pythonpath", "strlist", default=[]))
+    for folder in folders:
+        if not folder.startswith(("/", "~")) or ":" in folder:
+            top.fail(("pythonpath",), f"{folder!r} is invalid (must be an absolute folder, without ':')")
+    return folders

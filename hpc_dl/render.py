@@ -101,6 +101,13 @@ def entry_args(spec: JobSpec, run_dir: Path) -> list[str]:
     return args
 
 
+def command(spec: JobSpec, run_dir: Path) -> list[str]:
+    """What the launcher starts after the interpreter: hpcdl's entrypoint, or your --script and its arguments."""
+    if spec.script is not None:
+        return [spec.script, *spec.script_args]
+    return ["-m", strategies.get(spec.strategy).entrypoint, *entry_args(spec, run_dir)]
+
+
 def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Rendered:
     """The job script (the strategy's launcher template, or ctx.template) and the submission parameters."""
     import jinja2
@@ -126,6 +133,8 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "multi_node": spec.nodes > 1,
         "entrypoint": strategy.entrypoint,
         "entry_args": entry_args(spec, ctx.run_dir),
+        "command": command(spec, ctx.run_dir),
+        "pythonpath": ":".join(profile.pythonpath),
         "bin_dir": Shell(shlex.quote(str(Path(ctx.python).parent)) + "/") if not profile.python else Shell(""),
         "local": profile.scheduler == "local",
         "expect_gpus": spec.gpus if profile.has_gpus(profile.partition_for(spec), spec.device) else 0,

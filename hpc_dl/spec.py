@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalog, strategies
+from . import byo, catalog, strategies
 from .devices import DEVICES
 from .errors import SpecError
 
@@ -115,9 +115,11 @@ class JobSpec:
         choices=DEVICES,
     )
     cpus_per_task: int | None = _field(None, "CPU threads per worker (default: the profile's).")
-    model: str = _field("mnist-cnn", f"One of: {_choices(catalog.MODELS)}.", entry=True, choices=catalog.MODELS)
+    model: str = _field(
+        "mnist-cnn", f"One of: {_choices(catalog.MODELS)}; or your own: package.module:function.", entry=True
+    )
     dataset: str = _field(
-        "fashion-mnist", f"One of: {_choices(catalog.DATASETS)}.", entry=True, choices=catalog.DATASETS
+        "fashion-mnist", f"One of: {_choices(catalog.DATASETS)}; or your own: package.module:function.", entry=True
     )
     data_root: str | None = _field(
         None, "Folder that holds the data set (never downloaded).", entry=True, metavar="DIR"
@@ -165,20 +167,29 @@ class JobSpec:
     microbatches: int | None = _field(
         None, "pipeline: micro-batches per batch (default 4).", entry=True, owners=("pipeline",)
     )
+    # your own training script instead of hpcdl's entrypoint (hpcdl submit --script train.py -- ARGS)
+    script: str | None = _field(
+        None, "Your training script, started by the strategy's launcher (arguments after --).", metavar="FILE"
+    )
+    script_args: tuple[str, ...] = _field((), "The script's arguments.", cli=False)
     folds: int | None = _field(None, "kfold: K.", entry=True, owners=("kfold",), cli=False)
     fold: int | None = _field(None, "kfold: the fold held out (0-based).", entry=True, owners=("kfold",), cli=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.script_args, (list, tuple)):  # a list from spec.json: frozen, hashable
+            object.__setattr__(self, "script_args", tuple(str(a) for a in self.script_args))
         self.validate()
 
     # -- validation: every invalid field answered by one line naming field, value and what is allowed
     def validate(self) -> None:
         if self.strategy not in strategies.STRATEGIES:
             raise SpecError(f"unknown strategy {self.strategy!r} (choose from {_names(strategies.STRATEGIES)})")
-        if self.model not in catalog.MODELS:
-            raise SpecError(f"unknown model {self.model!r} (choose from {_names(catalog.MODELS)})")
-        if self.dataset not in catalog.DATASETS:
-            raise SpecError(f"unknown dataset {self.dataset!r} (choose from {_names(catalog.DATASETS)})")
+        if self.model not in catalog.MODELS and not byo.is_ref(self.model):
+            raise SpecError(f"unknown model {self.model!r} (choose from {_names(catalog.MODELS)}{_own(self.model)})")
+        if self.dataset not in catalog.DATASETS and not byo.is_ref(self.dataset):
+            raise SpecError(
+                f"unknown dataset {self.dataset!r} (choose from {_names(catalog.DATASETS)}{_own(self.dataset)})"
+            )
         if self.device not in DEVICES:
             raise SpecError(f"invalid device {self.device!r} (choose from {', '.join(DEVICES)})")
         if self.precision not in catalog.PRECISIONS:
@@ -196,8 +207,8 @@ class JobSpec:
             raise SpecError(f"invalid seed: {self.seed!r} (must be an integer >= 0)")
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
             raise SpecError(f"invalid lr: {self.lr!r} (must be a number > 0)")
-        info = catalog.DATASETS[self.dataset]
-        if info.needs_data_root and not self.data_root:
+        info = catalog.DATASETS.get(self.dataset)
+        if info is not None and info.needs_data_root and not self.data_root:
             raise SpecError(f"dataset {self.dataset!r} needs --data-root (a folder that already holds it)")
         strategy = strategies.get(self.strategy)
         if strategy.max_nodes is not None and self.nodes > strategy.max_nodes:
@@ -217,7 +228,23 @@ class JobSpec:
             if any(ord(c) < 32 for c in str(value)):
                 raise SpecError(f"invalid sbatch option {key}: {value!r} (no control characters)")
 
+        if self.script is not None:
+            self._validate_script()
+            return
+        if self.script_args:
+            raise SpecError("script arguments (after --) need --script")
         self._validate_strategy_options()
+
+    def _validate_script(self) -> None:
+        """--script runs your training: the flags of hpcdl's own training would contradict it."""
+        if not isinstance(self.script, str) or not self.script:
+            raise SpecError(f"invalid script: {self.script!r} (give a path to your training script)")
+        if self.strategy == "kfold":
+            raise SpecError("--script does not apply to strategy 'kfold' (hpcdl kfold trains hpcdl's models)")
+        for f in entry_fields():
+            if getattr(self, f.name) != f.default:
+                flag = "--" + f.name.replace("_", "-")
+                raise SpecError(f"{flag} does not apply with --script (your script sets it: pass it after --)")
 
     def _validate_strategy_options(self) -> None:
         for f in spec_fields():
@@ -244,7 +271,7 @@ class JobSpec:
                 )
             if stages < 2:
                 raise SpecError(f"pipeline needs at least 2 stages, so at least 2 workers (got {self.world_size})")
-            if not catalog.MODELS[self.model].splittable:
+            if self.model not in catalog.MODELS or not catalog.MODELS[self.model].splittable:
                 splittable = ", ".join(n for n, m in catalog.MODELS.items() if m.splittable)
                 raise SpecError(f"model {self.model!r} cannot be split into pipeline stages (choose from {splittable})")
         if self.strategy == "kfold":
@@ -309,6 +336,11 @@ def average_every(text: str) -> int | None:
     """'every:K' -> K (K >= 1); anything else -> None."""
     m = re.fullmatch(r"every:(\d+)", text or "")
     return int(m[1]) if m and int(m[1]) >= 1 else None
+
+
+def _own(name: str) -> str:
+    """For a name that looks like an attempt at your own code (dots, a colon): the syntax that works."""
+    return ", or your own as package.module:function" if isinstance(name, str) and ("." in name or ":" in name) else ""
 
 
 def _positive(name: str, value: Any) -> None:

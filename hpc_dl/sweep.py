@@ -17,7 +17,7 @@ from .errors import SpecError, UsageError
 from .spec import JobSpec, field_types
 
 # fields a sweep varies with its own flags, or that are not training parameters
-NOT_VARIABLE = {"strategy", "nodes", "gpus", "sbatch", "fold", "folds", "job_name"}
+NOT_VARIABLE = {"strategy", "nodes", "gpus", "sbatch", "fold", "folds", "job_name", "script", "script_args"}
 
 
 @dataclass(frozen=True)

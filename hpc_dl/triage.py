@@ -8,9 +8,9 @@ closed) and come only when there is no root cause. Last, the job wrapper's exit 
 
 from __future__ import annotations
 
-import json
 import re
 
+from . import events
 from .runs import RunDir, read_json
 
 _ROOT_CAUSE = re.compile(
@@ -31,26 +31,6 @@ def failed_rank(events_by_rank: dict[int, list[dict]], only: int | None = None) 
     return None
 
 
-def read_events(run: RunDir) -> dict[int, list[dict]]:
-    """Each rank's parsed events; lines that are not JSON objects are left out."""
-    out: dict[int, list[dict]] = {}
-    for path in run.event_files():
-        events = []
-        try:
-            lines = path.read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict):
-                events.append(ev)
-        out[int(path.stem.split("-")[1])] = events
-    return out
-
-
 def root_cause(run: RunDir) -> tuple[int, str] | None:
     """The rank torchrun saw fail first, and what it saw, from the job log."""
     try:
@@ -67,7 +47,7 @@ def root_cause(run: RunDir) -> tuple[int, str] | None:
 def reason(run: RunDir, events_by_rank: dict[int, list[dict]] | None = None) -> str | None:
     """One line on why the run failed, or None if nothing says so."""
     if events_by_rank is None:
-        events_by_rank = read_events(run)
+        events_by_rank, _ = events.read_run(run)
     cause = root_cause(run)
     if cause is not None:
         return failed_rank(events_by_rank, only=cause[0]) or cause[1]
@@ -155,5 +135,5 @@ def classify(
     if found:
         return found
     if events_by_rank is None:
-        events_by_rank = read_events(run)
+        events_by_rank, _ = events.read_run(run)
     return "unknown", failed_rank(events_by_rank) or (cause[1] if cause else None)

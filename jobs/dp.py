@@ -10,36 +10,28 @@ import torch
 from torch import nn
 
 from hpc_dl.train import data, models
-from hpc_dl.train.config import config_from, parser
-from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import sgd
+from hpc_dl.train.entry import Job, run_job
+from hpc_dl.train.setup import Setup, load_data
+
+
+def body(job: Job) -> None:
+    cfg = job.cfg
+    torch.manual_seed(cfg.seed)
+    devices = min(cfg.workers or 1, torch.cuda.device_count())
+    ds = load_data(cfg)
+    model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size).to(job.env.device)
+    model = nn.DataParallel(model, device_ids=list(range(devices)) if devices else None)
+    used = max(devices, 1)
+    note = None if devices else "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
+    # the batch size is per device: DataParallel splits batch_size x devices
+    train, sampler = data.train_loader(ds, cfg.batch_size * used, 0, 1, cfg.seed, devices > 0)
+    test = data.test_loader(ds, cfg.batch_size * used, 0, 1, devices > 0)
+    info = {"world_size": used, "global_batch_size": cfg.batch_size * used, "dp_devices": used, "note": note}
+    job.train(Setup(ds, model, train, sampler, test), info=info)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("dp").parse_args(argv))
-    env = DistEnv.from_environ()
-    env.init_process_group()
-
-    def body(events):
-        torch.manual_seed(cfg.seed)
-        requested = cfg.workers or 1
-        devices = min(requested, torch.cuda.device_count())
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
-        model = nn.DataParallel(model, device_ids=list(range(devices)) if devices else None)
-        used = max(devices, 1)
-        note = None if devices else "dp on a node without GPUs runs on one CPU device, whatever --gpus says"
-        # the batch size is per device: DataParallel splits batch_size x devices
-        train, sampler = data.train_loader(ds, cfg.batch_size * used, 0, 1, cfg.seed, devices > 0)
-        test = data.test_loader(ds, cfg.batch_size * used, 0, 1, devices > 0)
-        optimizer = sgd(model.parameters(), cfg)
-        info = {"world_size": used, "global_batch_size": cfg.batch_size * used, "dp_devices": used, "note": note}
-        Trainer(cfg, env, events, "dp", model, optimizer, train, sampler, test, info=info).train()
-
-    return run_main("dp", cfg, env, body)
+    return run_job("dp", argv, body)
 
 
 if __name__ == "__main__":

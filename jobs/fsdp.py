@@ -18,10 +18,9 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from hpc_dl.train.config import config_from, parser
-from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import setup, sgd
+from hpc_dl.train.entry import Job, run_job
+from hpc_dl.train.loop import Trainer
+from hpc_dl.train.setup import setup
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,36 +38,22 @@ class FSDPTrainer(Trainer):
         set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=full)
 
 
+def body(job: Job) -> None:
+    s = setup(job.cfg, job.env)
+    mesh = init_device_mesh(job.env.device.type, (job.env.world_size,))
+    policy = MixedPrecisionPolicy(
+        param_dtype=DTYPES[job.cfg.precision], reduce_dtype=torch.float32, output_dtype=torch.float32
+    )
+    for child in s.model.children():
+        if any(p.requires_grad for p in child.parameters()):
+            fully_shard(child, mesh=mesh, mp_policy=policy)
+    fully_shard(s.model, mesh=mesh, mp_policy=policy)
+    info = {"sharded_blocks": sum(1 for _ in s.model.children())}
+    job.train(s, trainer=FSDPTrainer, amp=False, info=info)  # precision is the policy's, not autocast's
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("fsdp").parse_args(argv))
-    env = DistEnv.from_environ()
-    env.init_process_group()
-
-    def body(events):
-        s = setup(cfg, env)
-        mesh = init_device_mesh(env.device.type, (env.world_size,))
-        policy = MixedPrecisionPolicy(
-            param_dtype=DTYPES[cfg.precision], reduce_dtype=torch.float32, output_dtype=torch.float32
-        )
-        for child in s.model.children():
-            if any(p.requires_grad for p in child.parameters()):
-                fully_shard(child, mesh=mesh, mp_policy=policy)
-        fully_shard(s.model, mesh=mesh, mp_policy=policy)
-        FSDPTrainer(
-            cfg,
-            env,
-            events,
-            "fsdp",
-            s.model,
-            sgd(s.model.parameters(), cfg),
-            s.train,
-            s.sampler,
-            s.test,
-            amp=False,
-            info={"sharded_blocks": sum(1 for _ in s.model.children())},
-        ).train()
-
-    return run_main("fsdp", cfg, env, body)
+    return run_job("fsdp", argv, body)
 
 
 if __name__ == "__main__":

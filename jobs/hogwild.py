@@ -13,10 +13,10 @@ import torch
 import torch.multiprocessing as mp
 
 from hpc_dl.train import data, models
-from hpc_dl.train.config import TrainConfig, config_from, parser
+from hpc_dl.train.config import TrainConfig
+from hpc_dl.train.entry import Job, job_config, run_in
 from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import setup, sgd
+from hpc_dl.train.setup import setup
 
 
 def worker(rank: int, world: int, cfg: TrainConfig, model: torch.nn.Module, port: int) -> None:
@@ -28,25 +28,12 @@ def worker(rank: int, world: int, cfg: TrainConfig, model: torch.nn.Module, port
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    env = DistEnv.from_environ()
-    env.init_process_group()
 
-    def body(events):
-        s = setup(cfg, env, model=model)  # the shared-memory model, this worker's shard
-        Trainer(
-            cfg,
-            env,
-            events,
-            "hogwild",
-            model,
-            sgd(model.parameters(), cfg),
-            s.train,
-            s.sampler,
-            s.test,
-            info={"shared_memory_model": True},
-        ).train()
+    def body(job: Job) -> None:
+        s = setup(cfg, job.env, model=model)  # the shared-memory model, this worker's shard
+        job.train(s, info={"shared_memory_model": True})
 
-    run_main("hogwild", cfg, env, body)
+    run_in("hogwild", cfg, DistEnv.from_environ(), body)
 
 
 def free_port() -> int:
@@ -56,11 +43,11 @@ def free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("hogwild").parse_args(argv))
+    cfg = job_config("hogwild", argv)
     world = cfg.workers or 1
     torch.manual_seed(cfg.seed)
     ds = data.load(cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, 1, 1, cfg.seed)  # for the class count
-    model = models.build(cfg.model, ds.num_classes)
+    model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size)
     model.share_memory()
     mp.spawn(worker, args=(world, cfg, model, free_port()), nprocs=world, join=True)
     return 0

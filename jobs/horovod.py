@@ -8,13 +8,14 @@ Metrics are combined with Horovod's own allreduce.
 from __future__ import annotations
 
 import os
+import sys
 
 import horovod.torch as hvd
 import torch
 
-from hpc_dl.train.config import config_from, parser
+from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
+from hpc_dl.train.loop import Trainer
 from hpc_dl.train.setup import setup, sgd
 
 
@@ -34,8 +35,11 @@ class HorovodEnv(DistEnv):
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         hvd.shutdown()
+        mpi = sys.modules.get("mpi4py.MPI")  # MPI that mpi4py started must end before finish() os._exits
+        if ok and mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+            mpi.Finalize()
 
     def all_reduce(self, values, op="sum"):
         t = torch.tensor(values, dtype=torch.float64)
@@ -64,26 +68,24 @@ class HorovodTrainer(Trainer):
         return float(loss.detach()), int((out.argmax(1) == y).sum()), len(y)
 
 
+def body(job: Job) -> None:
+    cfg = job.cfg
+    s = setup(cfg, job.env)
+    compression = hvd.Compression.fp16 if cfg.compression == "fp16" else hvd.Compression.none
+    optimizer = hvd.DistributedOptimizer(
+        sgd(s.model.parameters(), cfg),
+        named_parameters=s.model.named_parameters(),
+        compression=compression,
+        backward_passes_per_step=cfg.backward_passes or 1,
+    )
+    hvd.broadcast_parameters(s.model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    info = {"compression": cfg.compression or "none", "backward_passes": cfg.backward_passes or 1}
+    job.train(s, optimizer=optimizer, trainer=HorovodTrainer, info=info)
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("horovod").parse_args(argv))
-    env = HorovodEnv.from_horovod()
-    env.init_process_group()
-
-    def body(events):
-        s = setup(cfg, env)
-        compression = hvd.Compression.fp16 if cfg.compression == "fp16" else hvd.Compression.none
-        optimizer = hvd.DistributedOptimizer(
-            sgd(s.model.parameters(), cfg),
-            named_parameters=s.model.named_parameters(),
-            compression=compression,
-            backward_passes_per_step=cfg.backward_passes or 1,
-        )
-        hvd.broadcast_parameters(s.model.state_dict(), root_rank=0)
-        hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        info = {"compression": cfg.compression or "none", "backward_passes": cfg.backward_passes or 1}
-        HorovodTrainer(cfg, env, events, "horovod", s.model, optimizer, s.train, s.sampler, s.test, info=info).train()
-
-    return run_main("horovod", cfg, env, body)
+    return run_job("horovod", argv, body, environ=HorovodEnv.from_horovod)
 
 
 if __name__ == "__main__":

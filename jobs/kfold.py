@@ -12,37 +12,29 @@ from sklearn.model_selection import KFold
 from torch.utils.data import Subset
 
 from hpc_dl.train import data
-from hpc_dl.train.config import config_from, parser
-from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import setup, sgd
+from hpc_dl.train.entry import Job, run_job
+from hpc_dl.train.setup import load_data, setup
+
+
+def body(job: Job) -> None:
+    cfg = job.cfg
+    ds = load_data(cfg)
+    splits = list(KFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed).split(range(len(ds.train))))
+    keep, held_out = splits[cfg.fold]
+    folded = data.Data(
+        Subset(ds.train, keep.tolist()),
+        Subset(ds.train, held_out.tolist()),
+        ds.num_classes,
+        ds.channels,
+        ds.image_size,
+    )
+    s = setup(cfg, job.env, ds=folded)  # trains on the other folds, evaluates on fold k
+    info = {"fold": cfg.fold, "folds": cfg.folds, "scheduler": cfg.scheduler or "none", "held_out": len(held_out)}
+    job.train(s, info=info)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("kfold").parse_args(argv))
-    env = DistEnv.from_environ()
-    env.init_process_group()
-
-    def body(events):
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        splits = list(KFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed).split(range(len(ds.train))))
-        keep, held_out = splits[cfg.fold]
-        folded = data.Data(
-            Subset(ds.train, keep.tolist()),
-            Subset(ds.train, held_out.tolist()),
-            ds.num_classes,
-            ds.channels,
-            ds.image_size,
-        )
-        s = setup(cfg, env, ds=folded)  # trains on the other folds, evaluates on fold k
-        info = {"fold": cfg.fold, "folds": cfg.folds, "scheduler": cfg.scheduler or "none", "held_out": len(held_out)}
-        Trainer(
-            cfg, env, events, "kfold", s.model, sgd(s.model.parameters(), cfg), s.train, s.sampler, s.test, info=info
-        ).train()
-
-    return run_main("kfold", cfg, env, body)
+    return run_job("kfold", argv, body)
 
 
 if __name__ == "__main__":

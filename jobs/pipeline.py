@@ -13,10 +13,9 @@ from torch import nn
 from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
 
 from hpc_dl.train import data, models
-from hpc_dl.train.config import config_from, parser
-from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import sgd
+from hpc_dl.train.entry import Job, run_job
+from hpc_dl.train.loop import Trainer
+from hpc_dl.train.setup import Setup, load_data
 
 
 def layers(name: str, model: nn.Module) -> list[nn.Module]:
@@ -83,68 +82,47 @@ class PipelineTrainer(Trainer):
         loss = float(torch.stack([x.detach() for x in losses]).mean()) * len(y)
         return loss, int((out.argmax(1) == y).sum()), len(y)
 
-    @torch.no_grad()
-    def evaluate(self, epoch: int) -> dict:
-        self.model.eval()
-        loss_sum, correct, count = 0.0, 0, 0
-        for x, y in self.test_loader:
-            x, y = x.to(self.env.device), y.to(self.env.device)
-            losses: list[torch.Tensor] = []
-            if self.first:
-                self.schedule.eval(x)
-            elif self.last:
-                out = self.schedule.eval(target=y, losses=losses)
-                loss_sum += float(torch.stack(losses).mean()) * len(y)
-                correct += int((out.argmax(1) == y).sum())
-                count += len(y)
-            else:
-                self.schedule.eval()
-        g_loss, g_correct, g_count = self.env.all_reduce([loss_sum, correct, count])
-        return {
-            "epoch": epoch,
-            "test_loss": g_loss / g_count if g_count else None,
-            "test_accuracy": g_correct / g_count if g_count else None,
-            "test_samples": int(g_count),
-        }
+    def _eval_batch(self, x, y):
+        """The batch through every stage; only the last stage counts it, so every image counts once."""
+        if self.first:
+            self.schedule.eval(x)
+            return 0.0, 0, 0
+        if not self.last:
+            self.schedule.eval()
+            return 0.0, 0, 0
+        losses: list[torch.Tensor] = []
+        out = self.schedule.eval(target=y, losses=losses)
+        return float(torch.stack(losses).mean()) * len(y), int((out.argmax(1) == y).sum()), len(y)
 
     def gather_state(self):
-        mine = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         stages = [None] * self.env.world_size if self.env.is_main else None
-        dist.gather_object(mine, stages, dst=0)
+        dist.gather_object(self.own_state(), stages, dst=0)
         return {"stages": stages} if self.env.is_main else None
 
     def restore_state(self, state):
-        mine = state["stages"][self.env.rank]
-        self.model.load_state_dict(mine["model"])
-        self.optimizer.load_state_dict(mine["optimizer"])
+        super().restore_state(state["stages"][self.env.rank])
+
+
+def body(job: Job) -> None:
+    cfg, env = job.cfg, job.env
+    torch.manual_seed(cfg.seed)  # every rank builds the same model, then keeps its stage
+    ds = load_data(cfg)
+    parts = split(layers(cfg.model, models.build(cfg.model, ds.num_classes)), env.world_size)
+    stage = parts[env.rank].to(env.device)
+    # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
+    train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, env.device.type == "cuda", drop_last=True)
+    test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True)
+    info = {
+        "stages": env.world_size,
+        "microbatches": cfg.microbatches or 4,
+        "stage_layers": [len(p) for p in parts],
+        "global_batch_size": cfg.batch_size,
+    }
+    job.train(Setup(ds, stage, train, sampler, test), trainer=PipelineTrainer, info=info)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("pipeline").parse_args(argv))
-    env = DistEnv.from_environ()
-    env.init_process_group()
-
-    def body(events):
-        torch.manual_seed(cfg.seed)  # every rank builds the same model, then keeps its stage
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
-        parts = split(layers(cfg.model, models.build(cfg.model, ds.num_classes)), env.world_size)
-        stage = parts[env.rank].to(env.device)
-        pin = env.device.type == "cuda"
-        # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
-        train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, pin, drop_last=True)
-        test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True)
-        optimizer = sgd(stage.parameters(), cfg)
-        info = {
-            "stages": env.world_size,
-            "microbatches": cfg.microbatches or 4,
-            "stage_layers": [len(p) for p in parts],
-            "global_batch_size": cfg.batch_size,
-        }
-        PipelineTrainer(cfg, env, events, "pipeline", stage, optimizer, train, sampler, test, info=info).train()
-
-    return run_main("pipeline", cfg, env, body)
+    return run_job("pipeline", argv, body)
 
 
 if __name__ == "__main__":

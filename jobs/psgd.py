@@ -16,10 +16,10 @@ import torch
 from mpi4py import MPI
 
 from hpc_dl.spec import average_every
-from hpc_dl.train.config import config_from, parser
+from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.env import DistEnv
-from hpc_dl.train.loop import Trainer, run_main
-from hpc_dl.train.setup import setup, sgd
+from hpc_dl.train.loop import Trainer
+from hpc_dl.train.setup import setup
 
 
 class MPIEnv(DistEnv):
@@ -40,8 +40,10 @@ class MPIEnv(DistEnv):
     def init_process_group(self) -> None:
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
 
-    def close(self) -> None:
-        pass
+    def close(self, ok: bool = True) -> None:
+        if ok:  # finish() os._exits: MPI must be finalized first, or mpirun fails a rank that exits 0
+            self.comm.Barrier()
+            MPI.Finalize()
 
     def all_reduce(self, values, op="sum"):
         out = np.empty(len(values), dtype=np.float64)
@@ -82,36 +84,20 @@ class PSGDTrainer(Trainer):
             self.model = own
 
     def gather_state(self):
-        states = self.env.comm.gather({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()})
+        states = self.env.comm.gather(self.own_state())
         return {"ranks": states} if self.env.is_main else None
 
     def restore_state(self, state):
-        mine = state["ranks"][self.env.rank]
-        self.model.load_state_dict(mine["model"])
-        self.optimizer.load_state_dict(mine["optimizer"])
+        super().restore_state(state["ranks"][self.env.rank])
+
+
+def body(job: Job) -> None:
+    s = setup(job.cfg, job.env)  # the same starting weights on every rank
+    job.train(s, trainer=PSGDTrainer, info={"average": job.cfg.average or "once"})
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from(parser("psgd").parse_args(argv))
-    env = MPIEnv.from_mpi()
-    env.init_process_group()
-
-    def body(events):
-        s = setup(cfg, env)  # the same starting weights on every rank
-        PSGDTrainer(
-            cfg,
-            env,
-            events,
-            "psgd",
-            s.model,
-            sgd(s.model.parameters(), cfg),
-            s.train,
-            s.sampler,
-            s.test,
-            info={"average": cfg.average or "once"},
-        ).train()
-
-    return run_main("psgd", cfg, env, body)
+    return run_job("psgd", argv, body, environ=MPIEnv.from_mpi)
 
 
 if __name__ == "__main__":

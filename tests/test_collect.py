@@ -32,70 +32,46 @@ def make_run(
     spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model)
     run.spec.write_text(json.dumps(spec.to_dict()))
     world = nodes * gpus
-    samples = 1000
     for rank in range(world):
-        lines = [
-            json.dumps(
-                {
-                    "event": "run_start",
-                    "time": 0,
-                    "rank": rank,
-                    "world_size": world,
-                    "device": "cpu",
-                    "device_name": "cpu",
-                    "global_batch_size": batch * world,
-                }
-            )
-        ]
+        start = {"world_size": world, "device": "cpu", "device_name": "cpu", "global_batch_size": batch * world}
+        events = [{"event": "run_start", "time": 0, **start}]
         for e, thr in enumerate(throughputs, start=1):
-            lines.append(
-                json.dumps(
-                    {
-                        "event": "epoch_stop",
-                        "time": e,
-                        "rank": rank,
-                        "epoch": e,
-                        "time(s)": samples / thr,
-                        "samples": samples,
-                        "throughput(samples/s)": thr,
-                        "loss": 1.0 / e,
-                        "accuracy": 0.5,
-                        "rank_data_time(s)": 0.1 * (rank + 1),
-                        **(
-                            {
-                                "rank_forward_time(s)": phases[0],
-                                "rank_backward_time(s)": phases[1],
-                                "rank_optimizer_time(s)": phases[2],
-                                "rank_samples": samples // world,
-                            }
-                            if phases
-                            else {}
-                        ),
-                    }
-                )
-            )
-            lines.append(
-                json.dumps(
-                    {
-                        "event": "eval",
-                        "time": e,
-                        "rank": rank,
-                        "epoch": e,
-                        "test_accuracy": accuracy,
-                        "test_samples": 100,
-                    }
-                )
-            )
+            events += epoch_events(e, thr, rank, world, accuracy, phases)
         if failure and rank == world - 1:
-            lines.append(
-                json.dumps({"event": "run_stop", "time": 9, "rank": rank, "status": "failed", "error": failure})
-            )
+            events.append({"event": "run_stop", "time": 9, "status": "failed", "error": failure})
+        lines = [json.dumps({**ev, "rank": rank}) for ev in events]
         run.rank_events(rank).write_text("\n".join(lines) + "\n" + extra_lines)
     if state is not None:
         run.exit.write_text(json.dumps({"state": state, "returncode": 0 if state == "COMPLETED" else 1}))
     if state == "COMPLETED":
         run.result.write_text(json.dumps({"status": "success", "test_accuracy": accuracy}))
     return run
+
+
+def epoch_events(e: int, thr: float, rank: int, world: int, accuracy: float, phases: tuple | None) -> list[dict]:
+    """One rank's epoch_stop and eval for epoch e, 1000 samples at `thr` samples/s."""
+    samples = 1000
+    timed = {}
+    if phases:
+        timed = {
+            "rank_forward_time(s)": phases[0],
+            "rank_backward_time(s)": phases[1],
+            "rank_optimizer_time(s)": phases[2],
+            "rank_samples": samples // world,
+        }
+    stop = {
+        "event": "epoch_stop",
+        "time": e,
+        "epoch": e,
+        "time(s)": samples / thr,
+        "samples": samples,
+        "throughput(samples/s)": thr,
+        "loss": 1.0 / e,
+        "accuracy": 0.5,
+        "rank_data_time(s)": 0.1 * (rank + 1),
+        **timed,
+    }
+    return [stop, {"event": "eval", "time": e, "epoch": e, "test_accuracy": accuracy, "test_samples": 100}]
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_unknown_profile_lists_the_valid_ones():
             "partitions: {gpu: {max_nodes: 1, gpus_per_node: 1, max_time: 60}}\n",
             3,
             "colour: unknown field (known: cpus_per_task, default_partition, description, env, modules, name, "
-            "partitions, python, sbatch, scheduler, setup)",
+            "partitions, python, pythonpath, sbatch, scheduler, setup)",
         ),
         (
             "name: x\nscheduler: slurm\npartitions:\n  gpu:\n"
@@ -142,8 +142,8 @@ def test_bad_profiles_name_file_line_field(tmp_path, text, line, message):
         (
             "discovery",
             {"gpus": 2},
-            "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node); it fits partition 'multigpu': "
-            "add --partition multigpu",
+            "invalid gpus: 2 (partition 'gpu' of profile 'discovery' has 1 GPUs per node); it fits partition "
+            "'multigpu': add --partition multigpu",
         ),
         (
             "discovery",

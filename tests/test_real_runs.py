@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from hpc_dl.analysis import collect as col
 
-from hpc_dl import runs as runs_mod
 from hpc_dl import control
-from hpc_dl import submit as sub
+from hpc_dl import runs as runs_mod
 from tests.conftest import run_folders
 
 pytestmark = pytest.mark.slow
@@ -153,7 +152,10 @@ def test_cancel_stops_every_process(hpcdl, runs_root):
     assert hpcdl("status").stdout.splitlines()[1].endswith("RUNNING")
     cancelled = hpcdl("cancel", run.run_id)
     assert cancelled.stdout == f"cancelled run {run.run_id} (was RUNNING)\n"
-    assert wait_for(lambda: control.state(run) in control.TERMINAL and control.state(run), 30, "the run to end") == "CANCELLED"
+    assert (
+        wait_for(lambda: control.state(run) in control.TERMINAL and control.state(run), 30, "the run to end")
+        == "CANCELLED"
+    )
 
     def no_process_left():  # the submitit task and controller exit right after the script's exit is recorded
         return subprocess.run(["pgrep", "-f", str(run.path)], capture_output=True, text=True).stdout == ""

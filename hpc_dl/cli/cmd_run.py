@@ -15,8 +15,10 @@ from .options import apply, out_option, runs_dir_option, spec_options, spec_valu
 def preflight(spec, prof) -> list[str]:
     """The data root's warnings (what is missing is refused); dry runs too. Requirements of the strategy
     (horovod, mpirun) are checked when the job is really submitted."""
+    from ..byo import check
     from ..preflight import check_data_root
 
+    check(spec, prof)  # your model, data set or script: found, with the right parameters
     return check_data_root(spec, prof)
 
 
@@ -35,6 +37,10 @@ def _profile(profile: str | None, study: str):
     return prof
 
 
+# `hpcdl submit --script train.py -- ARGS`: what follows -- goes to your script
+SCRIPT_ARGS = click.argument("script_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- SCRIPT_ARGS]")
+
+
 @click.command()
 @click.option("--strategy", default="ddp", show_default=True, help=f"One of: {', '.join(strategies.STRATEGIES)}.")
 @click.option("--nodes", type=int, default=1, show_default=True, help="Number of nodes.")
@@ -49,6 +55,7 @@ def _profile(profile: str | None, study: str):
 @spec_options()
 @click.option("--dry-run", is_flag=True, help="Print the job script and submission parameters; submit nothing.")
 @click.option("--wait", is_flag=True, help="Block until the job ends; exit with its status.")
+@SCRIPT_ARGS
 def submit(repeats, dry_run, wait, profile, templates, study, runs_dir, **fields) -> int:
     """Render a job script for a strategy and submit it (SLURM or this machine)."""
     from .. import control
@@ -123,6 +130,7 @@ ARRAY = [
 )
 @spec_options()
 @apply(ARRAY)
+@SCRIPT_ARGS
 def sweep(
     vary_items,
     skip_invalid,

@@ -36,9 +36,7 @@ def _run_server(argv: list[str], what: str) -> int:
 @click.option("--port", type=int, default=8501, show_default=True, help="Port to listen on (0: any free one).")
 @host_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser on this machine.")
-@click.option(
-    "--device", default="auto", show_default=True, help="auto (a GPU if there is one), cpu, cuda or cuda:N."
-)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one), cpu, cuda or cuda:N.")
 @runs_dir_option
 def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_dir: str | None) -> int:
     """A web page that classifies uploaded images with RUN's checkpoint, beside its curves and spec."""
@@ -60,7 +58,9 @@ def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_di
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--start", is_flag=True, help="Start TensorBoard instead of printing its command.")
-@click.option("--port", type=int, default=6006, show_default=True, help="Port TensorBoard listens on (0: any free one).")
+@click.option(
+    "--port", type=int, default=6006, show_default=True, help="Port TensorBoard listens on (0: any free one)."
+)
 @host_option
 @runs_dir_option
 def tensorboard(runs: tuple[str, ...], start: bool, port: int, host: str, runs_dir: str | None) -> int:

@@ -22,13 +22,18 @@ def parse_sbatch(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def absolute(path: str) -> str:
+    """A path given on the login node, as the job on the node must see it."""
+    return str(Path(path).expanduser().absolute())
+
+
 # fields whose command-line text is not the field's value: text -> value
-CONVERT = {"time_limit": parse_time, "sbatch": parse_sbatch}
+CONVERT = {"time_limit": parse_time, "sbatch": parse_sbatch, "script": absolute}
 
 
 def spec_values(fields: dict) -> dict:
-    """The spec options' values as JobSpec fields (time and --sbatch parsed)."""
-    return {k: CONVERT[k](v) if k in CONVERT else v for k, v in fields.items()}
+    """The spec options' values as JobSpec fields (time and --sbatch parsed, --script made absolute)."""
+    return {k: CONVERT[k](v) if k in CONVERT and v is not None else v for k, v in fields.items()}
 
 
 def _spec_option(f):
@@ -37,7 +42,7 @@ def _spec_option(f):
     kw = {"help": f.metadata["help"] or None, "metavar": option.get("metavar")}
     if kind is dict:  # KEY=VALUE items
         kw.update(multiple=True)
-    elif f.name in CONVERT:
+    elif f.name in CONVERT and f.default is not None:
         kw.update(default=str(f.default), show_default=True)
     else:
         kw.update(type=kind, default=f.default, show_default=f.default is not None)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from .. import catalog
+from .. import byo, catalog
 
 FASHION_MNIST_DEB = Path(os.environ.get("HPCDL_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_FILES = (
@@ -99,6 +99,19 @@ def prepare_fashion_mnist() -> Path:
     return cache_dir()
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What a dataset reader needs: where, at what size and channel count, how many samples."""
+
+    dataset: str
+    data_root: str | None
+    size: int
+    channels: int
+    train_samples: int | None
+    test_samples: int | None
+    seed: int
+
+
 def load(
     model: str,
     dataset: str,
@@ -108,79 +121,113 @@ def load(
     test_samples: int | None,
     seed: int,
 ) -> Data:
+    """The data set shaped for the model (size, channels), cut to the requested sample counts."""
+    if byo.is_ref(model) or byo.is_ref(dataset):  # yours (hpc_dl/byo.py): imported on this node
+        from .byo import load as load_own
+
+        return load_own(model, dataset, data_root, image_size, train_samples, test_samples, seed)
+    if dataset not in _READERS:  # pragma: no cover - catalog and _READERS list the same names
+        raise DataError(f"unknown dataset {dataset!r}")
+    size, ch = image_size_for(model, dataset, image_size), catalog.MODELS[model].channels
+    train, test, classes = _READERS[dataset](_Request(dataset, data_root, size, ch, train_samples, test_samples, seed))
+    if dataset != "synthetic":  # synthetic is generated at the requested counts
+        train, test = _first(train, train_samples), _first(test, test_samples)
+    assert catalog.DATASETS[dataset].classes in (None, classes)
+    return Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size)
+
+
+def _first(ds: Dataset, count: int | None) -> Dataset:
+    return ds if count is None else Subset(ds, range(min(count, len(ds))))
+
+
+def _mnist(req: _Request):
     from torchvision import datasets as tvd
 
-    info, minfo = catalog.DATASETS[dataset], catalog.MODELS[model]
-    size = image_size_for(model, dataset, image_size)
-    ch = minfo.channels
-    if dataset in ("fashion-mnist", "mnist"):
-        root = data_root or prepare_fashion_mnist()
-        cls = tvd.FashionMNIST if dataset == "fashion-mnist" else tvd.MNIST
-        tf = _transform(1, ch, size, 28, 0.5, 0.5)
-        try:
-            train, test = cls(root, train=True, transform=tf), cls(root, train=False, transform=tf)
-        except RuntimeError as exc:
-            raise DataError(f"{dataset} not found under {root}: {exc} (hpcdl never downloads)") from None
-        classes = 10
-    elif dataset == "cifar10":
-        tf = _transform(3, ch, size, 32, 0.5, 0.25)
-        try:
-            train = tvd.CIFAR10(data_root, train=True, transform=tf)
-            test = tvd.CIFAR10(data_root, train=False, transform=tf)
-        except RuntimeError as exc:
-            raise DataError(f"cifar10 not found under {data_root}: {exc} (hpcdl never downloads)") from None
-        classes = 10
-    elif dataset == "digits":
-        from sklearn.datasets import load_digits
-        from torchvision.transforms import v2 as T2
+    root = req.data_root or prepare_fashion_mnist()
+    cls = tvd.FashionMNIST if req.dataset == "fashion-mnist" else tvd.MNIST
+    tf = _transform(1, req.channels, req.size, 28, 0.5, 0.5)
+    try:
+        return cls(root, train=True, transform=tf), cls(root, train=False, transform=tf), 10
+    except RuntimeError as exc:
+        raise DataError(f"{req.dataset} not found under {root}: {exc} (hpcdl never downloads)") from None
 
-        d = load_digits()
-        images = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        labels = torch.tensor(d.target)
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-        cut = int(0.8 * len(labels))
-        steps = [T2.Resize((size, size), antialias=True)] if size != 8 else []
-        if ch == 3:
-            steps.append(T2.Grayscale(num_output_channels=3))
-        steps.append(T2.Normalize([0.5] * ch, [0.5] * ch))
-        tf = T2.Compose(steps)
-        train = _TensorImages(images[order[:cut]], labels[order[:cut]], tf)
-        test = _TensorImages(images[order[cut:]], labels[order[cut:]], tf)
-        classes = 10
-    elif dataset == "synthetic":
-        from torchvision import transforms as T
 
-        n_train, n_test = train_samples or 1024, test_samples or 256
-        tf = T.ToTensor()
-        train = tvd.FakeData(n_train, (ch, size, size), 10, transform=tf, random_offset=seed)
-        test = tvd.FakeData(n_test, (ch, size, size), 10, transform=tf, random_offset=seed + n_train)
-        classes = 10
-    elif dataset == "imagefolder":
-        root = Path(data_root)
-        if not root.is_dir():
-            raise DataError(f"imagefolder root {root} is not a folder")
-        tf = _transform(3, ch, size, -1, 0.5, 0.25)
-        try:
-            if (root / "train").is_dir():
-                train = tvd.ImageFolder(root / "train", transform=tf)
-                test = tvd.ImageFolder(root / "test", transform=tf) if (root / "test").is_dir() else None
-            else:
-                train, test = tvd.ImageFolder(root, transform=tf), None
-        except (FileNotFoundError, RuntimeError) as exc:
-            raise DataError(f"imagefolder: {exc}") from None
-        classes = len(train.classes)
-        if test is None:  # a fixed 90/10 split
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
-            cut = max(1, int(0.9 * len(order)))
-            train, test = Subset(train, order[:cut]), Subset(train, order[cut:])
-    else:  # pragma: no cover - catalog and this function list the same names
-        raise DataError(f"unknown dataset {dataset!r}")
-    if train_samples is not None and dataset != "synthetic":
-        train = Subset(train, range(min(train_samples, len(train))))
-    if test_samples is not None and dataset != "synthetic":
-        test = Subset(test, range(min(test_samples, len(test))))
-    assert info.classes in (None, classes)
-    return Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size)
+def _cifar10(req: _Request):
+    from torchvision import datasets as tvd
+
+    tf = _transform(3, req.channels, req.size, 32, 0.5, 0.25)
+    try:
+        train = tvd.CIFAR10(req.data_root, train=True, transform=tf)
+        test = tvd.CIFAR10(req.data_root, train=False, transform=tf)
+    except RuntimeError as exc:
+        raise DataError(f"cifar10 not found under {req.data_root}: {exc} (hpcdl never downloads)") from None
+    return train, test, 10
+
+
+def _digits(req: _Request):
+    """scikit-learn's 8x8 digits, a fixed 80/20 split."""
+    from sklearn.datasets import load_digits
+    from torchvision.transforms import v2 as T2
+
+    d = load_digits()
+    images = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(d.target)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    cut = int(0.8 * len(labels))
+    ch = req.channels
+    steps = [T2.Resize((req.size, req.size), antialias=True)] if req.size != 8 else []
+    if ch == 3:
+        steps.append(T2.Grayscale(num_output_channels=3))
+    steps.append(T2.Normalize([0.5] * ch, [0.5] * ch))
+    tf = T2.Compose(steps)
+    train = _TensorImages(images[order[:cut]], labels[order[:cut]], tf)
+    test = _TensorImages(images[order[cut:]], labels[order[cut:]], tf)
+    return train, test, 10
+
+
+def _synthetic(req: _Request):
+    from torchvision import datasets as tvd
+    from torchvision import transforms as T
+
+    n_train, n_test = req.train_samples or 1024, req.test_samples or 256
+    shape, tf = (req.channels, req.size, req.size), T.ToTensor()
+    train = tvd.FakeData(n_train, shape, 10, transform=tf, random_offset=req.seed)
+    test = tvd.FakeData(n_test, shape, 10, transform=tf, random_offset=req.seed + n_train)
+    return train, test, 10
+
+
+def _imagefolder(req: _Request):
+    """root/train and root/test, or one folder split 90/10 (fixed)."""
+    from torchvision import datasets as tvd
+
+    root = Path(req.data_root)
+    if not root.is_dir():
+        raise DataError(f"imagefolder root {root} is not a folder")
+    tf = _transform(3, req.channels, req.size, -1, 0.5, 0.25)
+    try:
+        if (root / "train").is_dir():
+            train = tvd.ImageFolder(root / "train", transform=tf)
+            test = tvd.ImageFolder(root / "test", transform=tf) if (root / "test").is_dir() else None
+        else:
+            train, test = tvd.ImageFolder(root, transform=tf), None
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DataError(f"imagefolder: {exc}") from None
+    classes = len(train.classes)
+    if test is None:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
+        cut = max(1, int(0.9 * len(order)))
+        train, test = Subset(train, order[:cut]), Subset(train, order[cut:])
+    return train, test, classes
+
+
+_READERS = {
+    "fashion-mnist": _mnist,
+    "mnist": _mnist,
+    "cifar10": _cifar10,
+    "digits": _digits,
+    "synthetic": _synthetic,
+    "imagefolder": _imagefolder,
+}
 
 
 def train_loader(

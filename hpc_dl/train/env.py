@@ -1,13 +1,26 @@
-"""The distributed environment, read from the environment alone (RANK, WORLD_SIZE, LOCAL_RANK)."""
+"""The distributed environment, read from the environment alone (RANK, WORLD_SIZE, LOCAL_RANK).
+
+Teardown: a worker that finished leaves the process group with close() (a barrier, then
+destroy_process_group) and ends with finish(0), which flushes and os._exit()s, so that no C++ destructor
+of the communication stack (gloo/NCCL threads, the TCPStore server) races the interpreter's exit. That
+race aborted finished workers ("terminate called without an active exception", SIGABRT).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+# Before any process group exists: torch.distributed.nn.functional's defaults are `group=group.WORLD`,
+# evaluated at import. Imported later (torchvision and DDP import it lazily), they pinned the default
+# group, so destroy_process_group never freed it and its gloo threads lived on into interpreter exit.
+import torch.distributed.nn  # noqa: F401
 
 
 @dataclass
@@ -52,9 +65,29 @@ class DistEnv:
             kwargs = {"device_id": self.device} if self.device.type == "cuda" else {}
             dist.init_process_group(backend=self.backend, **kwargs)
 
-    def close(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, ok: bool = True) -> None:
+        """Leave the process group. After a success every rank first waits for the others (no rank tears
+        down its connections while a peer still uses them); after a failure it leaves at once."""
+        if not dist.is_initialized():
+            return
+        if ok and self.world_size > 1:
+            dist.barrier(**({"device_ids": [self.device.index]} if self.backend == "nccl" else {}))
+        dist.destroy_process_group()
+
+    def finish(self, code: int = 0) -> None:
+        """End a job's worker process now, with `code`, once close() has run: flush stdout, stderr and
+        the log files, then os._exit, skipping the interpreter's teardown and the C++ destructors that
+        raced it. Does nothing unless __main__ is a job (hpc_dl.jobs.*): in-process callers keep running."""
+        main = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if main is None or not main.name.startswith("hpc_dl.jobs."):
+            return
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed or gone: nothing left to flush
+                pass
+        os._exit(code)
 
     def device_name(self) -> str:
         if self.device.type == "cuda":

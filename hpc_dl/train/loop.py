@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..events import read_rank
 from .config import TrainConfig
 from .env import DistEnv
 from .events import Events
@@ -118,18 +119,23 @@ class Trainer:
             "accuracy": g_correct / g_samples if g_samples else None,
         }
 
+    def _eval_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
+        """One test batch; returns (summed loss, correct predictions, images this rank counts). Strategies
+        whose forward pass is not the model's own (pipeline stages) override this, not evaluate."""
+        with self.autocast():
+            out = self.model(x)
+        return float(self.loss_fn(out.float(), y)), int((out.argmax(1) == y).sum()), len(y)
+
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
         self.model.eval()
         start = time.perf_counter()
         loss_sum, correct, count = 0.0, 0, 0
         for x, y in self.test_loader:
-            x, y = x.to(self.env.device), y.to(self.env.device)
-            with self.autocast():
-                out = self.model(x)
-            loss_sum += float(self.loss_fn(out.float(), y))
-            correct += int((out.argmax(1) == y).sum())
-            count += len(y)
+            batch_loss, batch_correct, counted = self._eval_batch(x.to(self.env.device), y.to(self.env.device))
+            loss_sum += batch_loss
+            correct += batch_correct
+            count += counted
         g_loss, g_correct, g_count = self.env.all_reduce([loss_sum, correct, count])
         return {
             "epoch": epoch,
@@ -162,6 +168,7 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "launcher": os.environ.get("HPCDL_LAUNCHER"),
             "torch": torch.__version__,
             "python": platform.python_version(),
             **self.info,
@@ -175,15 +182,17 @@ class Trainer:
     def gather_state(self) -> dict | None:
         """Called on every rank; rank 0 returns what resuming needs. Strategies whose ranks hold different
         parts (fsdp shards, pipeline stages, psgd's own models) override it to gather them."""
-        if not self.env.is_main:
-            return None
+        return self.own_state() if self.env.is_main else None
+
+    def own_state(self) -> dict:
+        """This rank's model (unwrapped) and optimizer state: what a rank-0 checkpoint holds, or one rank's part."""
         return {
             "model": getattr(self.model, "module", self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
         }
 
     def restore_state(self, state: dict) -> None:
-        """Called on every rank with what gather_state returned on rank 0."""
+        """Called on every rank with what gather_state returned on rank 0 (with own_state's keys)."""
         getattr(self.model, "module", self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
 
@@ -222,16 +231,8 @@ class Trainer:
         return int(state["epoch"]), list(state["evals"])
 
     def _logged_epochs(self) -> set[int]:
-        done = set()
-        path = self.events.run.rank_events(self.env.rank)
-        for line in path.read_text().splitlines() if path.exists() else []:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("event") == "epoch_stop":
-                done.add(rec.get("epoch"))
-        return done
+        logged, _ = read_rank(self.events.run.rank_events(self.env.rank))
+        return {ev.get("epoch") for ev in logged if ev["event"] == "epoch_stop"}
 
     def stop_requested(self) -> bool:
         """Whether any rank sees a stop request; all ranks get the same answer."""
@@ -240,13 +241,24 @@ class Trainer:
 
     # -- the run
     def train(self) -> dict:
-        ev, log = self.events, self.events.log
+        """Resume from the checkpoint if any, run the remaining epochs, and stop early when asked to."""
         start_epoch, evals = self.load_checkpoint()
+        self._start(start_epoch, evals)
+        t0 = time.perf_counter()
+        last_eval: dict = evals[-1] if evals else {}
+        for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
+            last_eval = self._train_epoch(epoch, evals)
+            if epoch < self.cfg.epochs and self.stop_requested():
+                return self._stop_for_requeue(epoch, time.perf_counter() - t0)
+        return self._finish(time.perf_counter() - t0, last_eval)
+
+    def _start(self, start_epoch: int, evals: list[dict]) -> None:
+        """run_start, then the epochs the checkpoint holds that this rank's log lacks (cut off after saving)."""
         record = self.start_record()
         if start_epoch:
             record.update(resumed_from_epoch=start_epoch, restart=int(os.environ.get("SLURM_RESTART_COUNT", "0")))
-        ev.emit("run_start", **record)
-        log.info(
+        self.events.emit("run_start", **record)
+        self.events.log.info(
             "start: %s %s on %s, %d worker(s), device %s%s",
             self.strategy,
             self.cfg.model,
@@ -256,48 +268,52 @@ class Trainer:
             f"; resuming after epoch {start_epoch}" if start_epoch else "",
         )
         logged = self._logged_epochs()
-        for stats, ev_rec in zip(self.history, evals, strict=True):  # saved by the checkpoint, not yet logged
+        for stats, ev_rec in zip(self.history, evals, strict=True):
             if stats["epoch"] not in logged:
-                ev.emit("epoch_stop", **stats, recovered=True)
-                ev.emit("eval", **ev_rec, recovered=True)
-        t0 = time.perf_counter()
-        last_eval: dict = evals[-1] if evals else {}
-        for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
-            stats = self._run_epoch(epoch)
-            if self.lr_scheduler:
-                self.lr_scheduler.step()
-            last_eval = self.evaluate(epoch)
-            self.history.append(stats)
-            evals.append(last_eval)
-            self.save_checkpoint(epoch, evals)
-            ev.emit("epoch_stop", **stats)
-            log.info(
-                "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
-                epoch,
-                self.cfg.epochs,
-                stats["time(s)"],
-                stats["throughput(samples/s)"] or 0,
-                stats["loss"] or 0,
-                stats["accuracy"] or 0,
-            )
-            ev.emit("eval", **last_eval)
-            log.info(
-                "eval %d: test accuracy %.4f on %d images",
-                epoch,
-                last_eval["test_accuracy"] or 0,
-                last_eval["test_samples"],
-            )
-            if epoch < self.cfg.epochs and self.stop_requested():
-                ev.emit("run_stop", status="requeue", epoch=epoch, **{"time(s)": time.perf_counter() - t0})
-                log.info(
-                    "stop requested (%s): stopping after epoch %d of %d; the job will be requeued",
-                    _stop_reason(self.events.run.stop),
-                    epoch,
-                    self.cfg.epochs,
-                )
-                return {"status": "requeue", "epoch": epoch}
-        total = time.perf_counter() - t0
-        ev.emit("run_stop", status="success", **{"time(s)": total})
+                self.events.emit("epoch_stop", **stats, recovered=True)
+                self.events.emit("eval", **ev_rec, recovered=True)
+
+    def _train_epoch(self, epoch: int, evals: list[dict]) -> dict:
+        """One epoch and its evaluation, checkpointed before they are logged; returns the eval record."""
+        stats = self._run_epoch(epoch)
+        if self.lr_scheduler:
+            self.lr_scheduler.step()
+        last_eval = self.evaluate(epoch)
+        self.history.append(stats)
+        evals.append(last_eval)
+        self.save_checkpoint(epoch, evals)
+        self.events.emit("epoch_stop", **stats)
+        self.events.log.info(
+            "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
+            epoch,
+            self.cfg.epochs,
+            stats["time(s)"],
+            stats["throughput(samples/s)"] or 0,
+            stats["loss"] or 0,
+            stats["accuracy"] or 0,
+        )
+        self.events.emit("eval", **last_eval)
+        self.events.log.info(
+            "eval %d: test accuracy %.4f on %d images",
+            epoch,
+            last_eval["test_accuracy"] or 0,
+            last_eval["test_samples"],
+        )
+        return last_eval
+
+    def _stop_for_requeue(self, epoch: int, elapsed: float) -> dict:
+        self.events.emit("run_stop", status="requeue", epoch=epoch, **{"time(s)": elapsed})
+        self.events.log.info(
+            "stop requested (%s): stopping after epoch %d of %d; the job will be requeued",
+            _stop_reason(self.events.run.stop),
+            epoch,
+            self.cfg.epochs,
+        )
+        return {"status": "requeue", "epoch": epoch}
+
+    def _finish(self, total: float, last_eval: dict) -> dict:
+        """run_stop and rank 0's result.json."""
+        self.events.emit("run_stop", status="success", **{"time(s)": total})
         result = {
             "status": "success",
             "strategy": self.strategy,
@@ -307,8 +323,8 @@ class Trainer:
             "test_accuracy": last_eval.get("test_accuracy"),
             "throughput(samples/s)": [h["throughput(samples/s)"] for h in self.history],
         }
-        ev.write_result(result)
-        log.info("done in %.2f s", total)
+        self.events.write_result(result)
+        self.events.log.info("done in %.2f s", total)
         return result
 
 
@@ -335,11 +351,13 @@ def run_main(strategy: str, cfg: TrainConfig, env: DistEnv, body) -> int:
     events = Events(rank_dir(cfg.run_dir), env.rank)
     try:
         body(events)
-        return 0
     except BaseException as exc:
         events.emit("run_stop", status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
         events.log.error("failed: %s\n%s", exc, traceback.format_exc())
-        raise
-    finally:
         events.close()
-        env.close()
+        env.close(ok=False)
+        raise  # the interpreter prints the traceback and exits non-zero
+    events.close()
+    env.close()
+    env.finish(0)  # a job's worker process ends here (os._exit after the teardown); in-process callers go on
+    return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import catalog
+from .. import byo, catalog
 
 
 class MnistCNN(nn.Module):
@@ -39,7 +39,12 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def build(name: str, num_classes: int) -> nn.Module:
+def build(name: str, num_classes: int, channels: int | None = None, image_size: int | None = None) -> nn.Module:
+    """A catalog model, or yours (`package.module:function`, see hpc_dl/byo.py) for images of that shape."""
+    if byo.is_ref(name):
+        from .byo import build_model
+
+        return build_model(name, num_classes, channels, image_size)
     if name not in catalog.MODELS:
         raise ValueError(f"unknown model {name!r}")
     if name == "mnist-cnn":

@@ -25,15 +25,20 @@ def setup(cfg: TrainConfig, env: DistEnv, model: nn.Module | None = None, ds: da
     """Same seed on every rank (so every replica starts equal), this rank's shard of the data, the model."""
     torch.manual_seed(cfg.seed)
     if ds is None:
-        ds = data.load(
-            cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-        )
+        ds = load_data(cfg)
     if model is None:
-        model = models.build(cfg.model, ds.num_classes).to(env.device)
+        model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size).to(env.device)
     pin = env.device.type == "cuda"
     train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
     test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
     return Setup(ds, model, train, sampler, test)
+
+
+def load_data(cfg: TrainConfig) -> data.Data:
+    """The configured data set, whole: each strategy shards or splits it its own way."""
+    return data.load(
+        cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
+    )
 
 
 def sgd(params, cfg: TrainConfig) -> torch.optim.Optimizer:

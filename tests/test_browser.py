@@ -1,0 +1,158 @@
+"""In Debian's chromium (headless, through playwright): the report's figures and tables, `hpcdl serve` on a
+run trained here, and TensorBoard on its logs. Screenshots go to docs/img/ for the README.
+
+Every wait is on a page element, with generous timeouts: nothing depends on this machine's speed.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, VENV_BIN
+from tests.test_collect import make_run
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 180_000
+IMG = REPO / "docs" / "img"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no {CHROMIUM}: make system installs the Debian packages chromium chromium-driver")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    p = browser.new_page(viewport={"width": 1280, "height": 900})
+    p.set_default_timeout(WAIT_MS)
+    yield p
+    p.close()
+
+
+def test_report_figures_load_and_tables_have_their_rows(hpcdl, tmp_path, page):
+    root = tmp_path / "runs"
+    make_run(root, "a-1", 1, [50.0, 100.0, 100.0])
+    make_run(root, "a-2", 2, [90.0, 180.0, 180.0])
+    make_run(root, "b-1", 1, [40.0, 80.0, 80.0], model="resnet18")  # a one-point series
+    assert hpcdl("report", str(root / "study"), "--out", str(tmp_path / "report")).exit_code == 0
+    page.goto((tmp_path / "report" / "report.html").as_uri())
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    images = page.eval_on_selector_all("img", "els => els.map(i => [i.alt, i.naturalWidth > 0])")
+    assert images == [[name, True] for name in ("throughput", "speedup", "efficiency", "time_per_epoch", "accuracy")]
+    environment = page.eval_on_selector_all("table tr th", "els => els.map(e => e.textContent)")
+    assert environment[:2] == ["hpcdl", "python (report)"]
+    assert "devices" in environment
+    text = page.locator("pre").first.inner_text()
+    cells = [[c.strip() for c in line.split("|")] for line in text.splitlines() if line.startswith("| ddp ")]
+    assert [(row[3], row[7], row[11], row[13]) for row in cells if len(row) == 18] == [
+        ("mnist-cnn", "1", "100.0", "1.000"),
+        ("mnist-cnn", "2", "180.0", "1.800"),
+        ("resnet18", "1", "80.0", "1.000"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A real run: ddp, 1 worker, mnist-cnn on 2,048 Fashion-MNIST images, 2 epochs (about a minute here)."""
+    root = tmp_path_factory.mktemp("trained") / "runs"
+    argv = [str(VENV_BIN / "hpcdl"), "submit", "--profile", "local", "--strategy", "ddp", "--gpus", "1"]
+    argv += ["--model", "mnist-cnn", "--dataset", "fashion-mnist", "--train-samples", "2048", "--lr", "0.1"]
+    argv += ["--test-samples", "128", "--epochs", "2", "--runs-dir", str(root), "--wait"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCDL_") or k.startswith("HPCDL_DATA")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (spec,) = root.rglob("spec.json")
+    return spec.parent
+
+
+def start(argv: list[str], pattern: str) -> tuple[subprocess.Popen, str]:
+    """Start a server command; return it and the first URL its output prints for `pattern`."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return proc, found.group(1)
+    proc.wait()
+    raise AssertionError("".join(lines))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_serve_answers_an_uploaded_image_as_the_checkpoint_does(trained_run, tmp_path, page):
+    from torchvision.datasets import FashionMNIST
+
+    from hpc_dl.serve import predict
+    from hpc_dl.train import data
+
+    images = FashionMNIST(data.prepare_fashion_mnist(), train=False)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"sample-{i}.png")
+        images[i][0].save(paths[-1])
+    expected = [top[0][0] for top in predict.load(trained_run, device="cpu").top5(paths)]
+    proc, url = start(
+        [str(VENV_BIN / "hpcdl"), "serve", str(trained_run), "--port", "0", "--no-browser", "--device", "cpu"],
+        r"^ +URL: (http://\S+)",  # Streamlit's own line, once it listens
+    )
+    try:
+        page.goto(url)
+        page.locator("input[type=file]").set_input_files([str(p) for p in paths])
+        for i, path in enumerate(paths):
+            page.get_by_text(f"prediction for {path.name}:").wait_for()
+            assert page.locator(f".st-key-prediction-{i} strong").first.inner_text() == expected[i]
+            page.locator(f".st-key-prediction-{i} table").wait_for()
+        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        page.get_by_text("Training curves").wait_for()
+        page.locator("canvas, svg.marks").first.wait_for()  # the charts have drawn
+        IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMG / "serve.png"), full_page=True)
+    finally:
+        stop(proc)
+
+
+def test_tensorboard_shows_the_runs_scalars(trained_run, page):
+    from hpc_dl.train.tracking import Tracker
+
+    # what Trainer.train's tracker writes, from the run's own records
+    events = [json.loads(line) for line in (trained_run / "events" / "rank-0.jsonl").read_text().splitlines()]
+    evals = {e["epoch"]: e for e in events if e["event"] == "eval"}
+    tracker = Tracker.open(trained_run, start_epoch=0)
+    for e in (e for e in events if e["event"] == "epoch_stop"):
+        tracker.epoch(e, evals[e["epoch"]], lr=0.01)
+    tracker.close()
+    argv = [str(VENV_BIN / "hpcdl"), "tensorboard", str(trained_run), "--start", "--port", "0"]
+    proc, url = start(argv, r"TensorBoard \S+ at (http://[^/\s]+)")
+    try:
+        page.goto(url + "/#timeseries")
+        page.get_by_text("/accuracy").first.wait_for()  # the card "test/accuracy" (group and name are two spans)
+        page.get_by_text("Alt + Scroll to Zoom").first.wait_for()  # a chart has drawn
+        IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMG / "tensorboard.png"))
+    finally:
+        stop(proc)

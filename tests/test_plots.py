@@ -1,0 +1,58 @@
+"""The scaling figures read at a glance: legend outside the axes, an ideal line per series from its own
+baseline, every series drawn (a one-point series as a marker), precision and device in the labels."""
+
+import pandas as pd
+import pytest
+from hpc_dl.analysis import plots
+
+
+def scaling(rows: list[tuple]) -> pd.DataFrame:
+    cols = ["strategy", "model", "workers", "baseline_workers", "speedup", "throughput", "precision", "device"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.assign(variant="-", dataset="fashion-mnist", batch_size=64)
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    return scaling(
+        [
+            ("ddp", "mnist-cnn", 1, 1, 1.0, 100.0, "fp32", "cpu"),
+            ("ddp", "mnist-cnn", 2, 1, 1.8, 180.0, "fp32", "cpu"),
+            ("pipeline", "mnist-cnn", 2, 2, 1.0, 90.0, "fp32", "cpu"),
+            ("pipeline", "mnist-cnn", 4, 2, 1.5, 135.0, "fp32", "cpu"),
+            ("dp", "mnist-cnn", 1, 1, 1.0, 95.0, "bf16", "cpu"),
+        ]
+    )
+
+
+def test_speedup_legend_outside_ideal_per_series_and_every_series_drawn(df):
+    fig = plots.speedup_figure(df)
+    (ax,) = fig.axes
+    assert ax.get_legend() is None and len(fig.legends) == 1  # the figure's legend, beside the axes
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [
+        "ddp / mnist-cnn / bs 64 / fp32 / cpu",
+        "dp / mnist-cnn / bs 64 / bf16 / cpu (1 worker(s) only)",
+        "pipeline / mnist-cnn / bs 64 / fp32 / cpu",
+        plots.IDEAL_NOTE,
+    ]
+    lines = ax.get_lines()
+    data = [line for line in lines if line.get_label() in labels]
+    assert [len(line.get_xdata()) for line in data] == [2, 1, 2]
+    assert len({line.get_marker() for line in data}) == 3
+    assert all(line.get_marker() not in (None, "None", "") for line in data)
+    ideals = [(list(line.get_xdata()), list(line.get_ydata())) for line in lines if line.get_linestyle() == ":"]
+    assert ideals == [([1.0, 2.0], [1.0, 2.0]), ([2.0, 4.0], [1.0, 2.0])]  # each from its own baseline
+    dp_x = data[1].get_xdata()[0]
+    ddp_x = data[0].get_xdata()[0]
+    assert dp_x != ddp_x and abs(dp_x - 1) < 0.1  # dodged beside the others at 1 worker, not hidden
+
+
+def test_throughput_figure_has_the_same_series(df):
+    fig = plots.throughput_figure(df)
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 3
+
+
+def test_labels_without_precision_or_device_columns(df):
+    bare = df.drop(columns=["precision", "device"])
+    assert list(plots._label(bare))[:1] == ["ddp / mnist-cnn / bs 64"]
