@@ -258,6 +258,8 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(on_cluster, hpcdl,
     assert epochs_logged(run) == [1, 2, 3, 4]
     starts = [e for e in events(run) if e["event"] == "run_start"]
     assert [s.get("resumed_from_epoch") for s in starts][0] is None and starts[-1]["resumed_from_epoch"] >= 1
+    assert starts[-1]["resumed_at_step"] >= 1  # the workers got SIGTERM, checkpointed the step, and resumed there
+    assert "stop requested (SIGTERM (preempted)): checkpointed and stopped at step" in run.rank_log(0).read_text()
 
 
 def test_a_killed_rank_fails_the_whole_job_quickly(on_cluster, hpcdl, runs_root):

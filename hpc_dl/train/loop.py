@@ -16,7 +16,6 @@ run_stop status "requeue", and the wrapper requeues the job.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import time
@@ -27,9 +26,12 @@ import torch
 from torch import nn
 
 from ..events import read_rank
+from . import preempt
 from .config import TrainConfig
 from .env import DistEnv
 from .events import Events
+from .setup import make_scheduler
+from .tracking import Tracker
 
 CHECKPOINT_FORMAT = 1
 
@@ -60,6 +62,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dev, enabled=self.amp and self.cfg.precision == "fp16")
         self.history: list[dict] = []
         self.phases: dict[str, float] = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        self.resume: dict | None = None  # a checkpoint's cut-short epoch (preempt), until it is resumed
+        self.partial: dict | None = None  # where this attempt stopped mid-epoch, for its checkpoint
 
     # -- one step
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
@@ -80,32 +84,51 @@ class Trainer:
         phases["optimizer"] += time.perf_counter() - t2
         return float(loss.detach()), int((out.argmax(1) == y).sum()), len(y)
 
-    def _run_epoch(self, epoch: int) -> dict:
+    def _run_epoch(self, epoch: int, resume: dict | None = None) -> dict | None:
+        """One epoch (or the rest of one cut short: `resume`); None when the ranks stopped mid-epoch on
+        request, with the step's state in self.partial for the checkpoint."""
         self.model.train()
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
-        loss_sum, correct, samples, data_s = 0.0, 0, 0, 0.0
-        self.phases = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-        start = time.perf_counter()
+        mine = preempt.for_rank(resume, self.env.rank) if resume else None
+        acc = mine["acc"] if mine else preempt.new_accumulators()
+        self.phases = acc["phases"]
+        if mine:
+            preempt.set_rng_state(mine["rng_epoch"])
+        rng_epoch = preempt.rng_state()  # before the iterator: it draws the shuffling seed
+        batches = iter(self.train_loader)
+        done = resume["step"] if resume else 0
+        for _ in range(done):  # trained before the stop: the same batches, not trained again
+            next(batches)
+        if mine:
+            preempt.set_rng_state(mine["rng_now"])
+        start = time.perf_counter() - acc["elapsed"]
         fetch = time.perf_counter()
-        for x, y in self.train_loader:
+        for step, (x, y) in enumerate(batches, start=done + 1):
             x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
-            data_s += time.perf_counter() - fetch
+            acc["data"] += time.perf_counter() - fetch
             batch_loss, batch_correct, counted = self._run_batch(x, y)
-            loss_sum += batch_loss
-            correct += batch_correct
-            samples += counted
+            acc["loss"] += batch_loss
+            acc["correct"] += batch_correct
+            acc["samples"] += counted
+            if step % preempt.CHECK_EVERY == 0 and self.stop_requested():
+                acc["elapsed"] = time.perf_counter() - start
+                mine = {"acc": acc, "rng_epoch": rng_epoch, "rng_now": preempt.rng_state()}
+                self.partial = {"epoch": epoch, "step": step, "ranks": preempt.gather_ranks(self.env, mine)}
+                return None
             fetch = time.perf_counter()
         if self.env.device.type == "cuda":
             torch.cuda.synchronize(self.env.device)
-        rank_time = time.perf_counter() - start
-        g_loss, g_correct, g_samples = self.env.all_reduce([loss_sum, correct, samples])
+        return self._epoch_stats(epoch, acc, time.perf_counter() - start)
+
+    def _epoch_stats(self, epoch: int, acc: dict, rank_time: float) -> dict:
+        g_loss, g_correct, g_samples = self.env.all_reduce([acc["loss"], acc["correct"], acc["samples"]])
         (g_time,) = self.env.all_reduce([rank_time], op="max")
         return {
             "epoch": epoch,
             "time(s)": g_time,
             "rank_time(s)": rank_time,
-            "rank_data_time(s)": data_s,
+            "rank_data_time(s)": acc["data"],
             # on CPU the phase timers are exact; on a GPU they time the launches (kernels run asynchronously), and
             # strategies with their own step (pipeline, horovod accumulation) do not fill them: then null
             **{
@@ -113,7 +136,7 @@ class Trainer:
                 for name, value in self.phases.items()
             },
             "samples": int(g_samples),
-            "rank_samples": samples,
+            "rank_samples": acc["samples"],
             "throughput(samples/s)": g_samples / g_time if g_time > 0 else None,
             "loss": g_loss / g_samples if g_samples else None,
             "accuracy": g_correct / g_samples if g_samples else None,
@@ -196,7 +219,9 @@ class Trainer:
         getattr(self.model, "module", self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
 
-    def save_checkpoint(self, epoch: int, evals: list[dict]) -> None:
+    def save_checkpoint(self, epoch: int, evals: list[dict], partial: dict | None = None) -> None:
+        """checkpoints/last.pt, atomically: after `epoch` (the last whole one), and with `partial`, the
+        state of the epoch after it where the ranks stopped (step, running sums, random state)."""
         state = self.gather_state()  # on every rank: gathering may be a collective
         if not self.env.is_main:
             return
@@ -213,6 +238,7 @@ class Trainer:
                 "history": self.history,
                 "evals": evals,
                 "world_size": self.env.world_size,
+                "partial": partial,
             },
             tmp,
         )
@@ -228,6 +254,7 @@ class Trainer:
         if self.lr_scheduler and state.get("lr_scheduler"):
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.history = list(state["history"])
+        self.resume = state.get("partial")
         return int(state["epoch"]), list(state["evals"])
 
     def _logged_epochs(self) -> set[int]:
@@ -236,27 +263,38 @@ class Trainer:
 
     def stop_requested(self) -> bool:
         """Whether any rank sees a stop request; all ranks get the same answer."""
-        (flag,) = self.env.all_reduce([1.0 if self.events.run.stop.exists() else 0.0], op="max")
+        asked = preempt.preempted() or self.events.run.stop.exists()
+        (flag,) = self.env.all_reduce([1.0 if asked else 0.0], op="max")
         return flag > 0
 
     # -- the run
     def train(self) -> dict:
-        """Resume from the checkpoint if any, run the remaining epochs, and stop early when asked to."""
+        """Resume from the checkpoint if any (mid-epoch too), run the remaining epochs, stop when asked to."""
+        preempt.install()
         start_epoch, evals = self.load_checkpoint()
         self._start(start_epoch, evals)
+        self.tracker = Tracker.open(self.events.run.path, start_epoch, self.env.is_main)
         t0 = time.perf_counter()
         last_eval: dict = evals[-1] if evals else {}
-        for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
-            last_eval = self._train_epoch(epoch, evals)
-            if epoch < self.cfg.epochs and self.stop_requested():
-                return self._stop_for_requeue(epoch, time.perf_counter() - t0)
-        return self._finish(time.perf_counter() - t0, last_eval)
+        try:
+            for epoch in range(start_epoch + 1, self.cfg.epochs + 1):
+                resume, self.resume = (self.resume if self.resume and self.resume["epoch"] == epoch else None), None
+                last_eval = self._train_epoch(epoch, evals, resume)
+                if last_eval is None:
+                    return self._stop_for_requeue(epoch, time.perf_counter() - t0, mid_epoch=True)
+                if epoch < self.cfg.epochs and self.stop_requested():
+                    return self._stop_for_requeue(epoch, time.perf_counter() - t0)
+            return self._finish(time.perf_counter() - t0, last_eval)
+        finally:
+            self.tracker.close()
 
     def _start(self, start_epoch: int, evals: list[dict]) -> None:
         """run_start, then the epochs the checkpoint holds that this rank's log lacks (cut off after saving)."""
         record = self.start_record()
-        if start_epoch:
+        if start_epoch or self.resume:
             record.update(resumed_from_epoch=start_epoch, restart=int(os.environ.get("SLURM_RESTART_COUNT", "0")))
+        if self.resume:
+            record.update(resumed_at_step=self.resume["step"])
         self.events.emit("run_start", **record)
         self.events.log.info(
             "start: %s %s on %s, %d worker(s), device %s%s",
@@ -273,15 +311,21 @@ class Trainer:
                 self.events.emit("epoch_stop", **stats, recovered=True)
                 self.events.emit("eval", **ev_rec, recovered=True)
 
-    def _train_epoch(self, epoch: int, evals: list[dict]) -> dict:
-        """One epoch and its evaluation, checkpointed before they are logged; returns the eval record."""
-        stats = self._run_epoch(epoch)
+    def _train_epoch(self, epoch: int, evals: list[dict], resume: dict | None = None) -> dict | None:
+        """One epoch and its evaluation, checkpointed before they are logged; returns the eval record, or
+        None when the ranks stopped mid-epoch (after a step checkpoint)."""
+        stats = self._run_epoch(epoch, resume)
+        if stats is None:
+            self.save_checkpoint(epoch - 1, evals, self.partial)
+            return None
+        lr = self.optimizer.param_groups[0]["lr"]
         if self.lr_scheduler:
             self.lr_scheduler.step()
         last_eval = self.evaluate(epoch)
         self.history.append(stats)
         evals.append(last_eval)
         self.save_checkpoint(epoch, evals)
+        self.tracker.epoch(stats, last_eval, lr)
         self.events.emit("epoch_stop", **stats)
         self.events.log.info(
             "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
@@ -301,15 +345,18 @@ class Trainer:
         )
         return last_eval
 
-    def _stop_for_requeue(self, epoch: int, elapsed: float) -> dict:
-        self.events.emit("run_stop", status="requeue", epoch=epoch, **{"time(s)": elapsed})
+    def _stop_for_requeue(self, epoch: int, elapsed: float, mid_epoch: bool = False) -> dict:
+        where = f"at step {self.partial['step']} of epoch {epoch}" if mid_epoch else f"after epoch {epoch}"
+        extra = {"step": self.partial["step"]} if mid_epoch else {}
+        self.events.emit("run_stop", status="requeue", epoch=epoch, **extra, **{"time(s)": elapsed})
+        reason = "SIGTERM (preempted)" if preempt.preempted() else preempt.stop_reason(self.events.run.stop)
         self.events.log.info(
-            "stop requested (%s): stopping after epoch %d of %d; the job will be requeued",
-            _stop_reason(self.events.run.stop),
-            epoch,
+            "stop requested (%s): checkpointed and stopped %s of %d; the job will be requeued",
+            reason,
+            where,
             self.cfg.epochs,
         )
-        return {"status": "requeue", "epoch": epoch}
+        return {"status": "requeue", "epoch": epoch, **extra}
 
     def _finish(self, total: float, last_eval: dict) -> dict:
         """run_stop and rank 0's result.json."""
@@ -326,22 +373,6 @@ class Trainer:
         self.events.write_result(result)
         self.events.log.info("done in %.2f s", total)
         return result
-
-
-def make_scheduler(optimizer, name: str | None, epochs: int):
-    """A per-epoch learning-rate schedule, or None."""
-    if name in (None, "none"):
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
-
-
-def _stop_reason(path) -> str:
-    try:
-        return json.loads(path.read_text()).get("reason", "unknown")
-    except (OSError, ValueError):
-        return "unknown"
 
 
 def run_main(strategy: str, cfg: TrainConfig, env: DistEnv, body) -> int:
