@@ -44,14 +44,46 @@ def root_cause(run: RunDir) -> tuple[int, str] | None:
     return int(m["rank"]), f"rank {m['rank']} died on {m['host']} (exit code {m['code']}): {m['tb'].strip()}"
 
 
+_STUB = "To enable traceback see"  # what torchrun says of a worker that died before @record could help
+_SETUP = re.compile(r"job\.sh: line (\d+): (.+)$")
+# a worker's own last words on stderr, before its rank log opened (import, CUDA or NCCL init, rendezvous)
+_EARLY = re.compile(
+    r"((?:[A-Za-z_][\w.]*(?:Error|Exception)\b(?<!ChildFailedError))(?::.*)?$|No module named \S+.*$|"
+    r"NCCL (?:error|WARN).*$)"
+)
+
+
+def setup_failure(text: str) -> str | None:
+    """The job script's own failing line ('job.sh line 15: module: command not found'), if bash said one."""
+    for line in reversed(text.splitlines()):
+        if m := _SETUP.search(line):
+            return f"job.sh line {m[1]}: {m[2].strip()}"[:300]
+    return None
+
+
+def early_error(text: str) -> str | None:
+    """The last error a process printed before its rank log could say anything."""
+    for line in reversed(text.splitlines()):
+        if "torch/distributed/elastic" in line or line.lstrip().startswith(("raise ", "File ")):
+            continue
+        if m := _EARLY.search(line.strip()):
+            return m[1].strip()[:300]
+    return None
+
+
 def reason(run: RunDir, events_by_rank: dict[int, list[dict]] | None = None) -> str | None:
     """One line on why the run failed, or None if nothing says so."""
     if events_by_rank is None:
         events_by_rank, _ = events.read_run(run)
     cause = root_cause(run)
+    text = run.job_log.read_text(errors="replace") if run.job_log.exists() else ""
     if cause is not None:
-        return failed_rank(events_by_rank, only=cause[0]) or cause[1]
-    found = failed_rank(events_by_rank)
+        found = failed_rank(events_by_rank, only=cause[0])
+        if found is None and _STUB in cause[1]:  # torchrun's stub: the worker's own words are in the log
+            early = early_error(text)
+            return cause[1].split(": ", 1)[0] + f": {early}" if early else cause[1]
+        return found or cause[1]
+    found = failed_rank(events_by_rank) or setup_failure(text)
     if found:
         return found
     ended = read_json(run.exit)
@@ -72,6 +104,7 @@ CATEGORIES = (
     "rendezvous or collective timeout",
     "a rank died",
     "bad input",
+    "software environment",
     "unknown",
 )
 
@@ -89,6 +122,10 @@ _SYMPTOMS = [
             r"RendezvousTimeoutError|RendezvousConnectionError|DistStoreError|collective operation timeout|"
             r"Watchdog caught|Timed out (waiting|after)"
         ),
+    ),
+    (
+        "software environment",
+        re.compile(r"job\.sh: line \d+: |No module named|ImportError|ModuleNotFoundError|command not found|NCCL error"),
     ),
     ("bad input", re.compile(r"DataError|not found under|error: argument|No such file or directory")),
 ]
