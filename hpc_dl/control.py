@@ -52,12 +52,13 @@ def submission(run: RunDir) -> dict:
     return sub
 
 
-def states(runs: list[RunDir]) -> list[str]:
-    """Every run's state, with one query per backend for all of them; NOT SUBMITTED where none was."""
+def states(runs: list[RunDir], records: list[dict | None] | None = None) -> list[str]:
+    """Every run's state, with one query per backend for all of them; NOT SUBMITTED where none was.
+    `records`: the runs' submission records, when the caller has read them already."""
     by_backend: dict[str, list[tuple[int, RunDir, dict]]] = {}
     out = ["NOT SUBMITTED"] * len(runs)
-    for i, run in enumerate(runs):
-        sub = read_json(run.submission)
+    records = records if records is not None else [read_json(r.submission) for r in runs]
+    for i, (run, sub) in enumerate(zip(runs, records, strict=True)):
         if sub:
             by_backend.setdefault(sub["executor"], []).append((i, run, sub))
     for name, items in by_backend.items():
@@ -148,9 +149,10 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
 
     found = [runs_mod.resolve(r, root) for r in refs] if refs else runs_mod.find_runs([root]) if root.is_dir() else []
     rows = []
-    for run, current in zip(found, states(found), strict=True):
+    records = [read_json(r.submission) for r in found]
+    for run, record, current in zip(found, records, states(found, records), strict=True):
         spec = read_json(run.spec) or {}
-        record = read_json(run.submission) or {}
+        record = record or {}
         row = {
             "run": run.run_id,
             "study": run.study,

@@ -157,13 +157,12 @@ def find_runs(paths: list[Path]) -> list[RunDir]:
     """Every run directory under the given folders (a run folder itself counts), sorted by path."""
     found: dict[Path, RunDir] = {}
     for top in paths:
-        top = Path(top)
+        top = Path(top).resolve()  # once: the folders found below it are then absolute already
         if (top / MARKER).is_file():
-            found[top.resolve()] = RunDir(top.resolve())
+            found[top] = RunDir(top)
             continue
         for marker in top.rglob(MARKER):
-            run = marker.parent.resolve()
-            found[run] = RunDir(run)
+            found[marker.parent] = RunDir(marker.parent)
     return [found[k] for k in sorted(found)]
 
 

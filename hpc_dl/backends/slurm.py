@@ -114,8 +114,8 @@ class SlurmBackend(Backend):
         known = query_states([sub["job_id"] for _run, sub in runs])
         out = []
         for run, sub in runs:
-            ended = read_json(run.exit) or {}
             state = known.get(sub["job_id"])
+            ended = (read_json(run.exit) or {}) if run.exit.exists() else {}
             if ended.get("state") == "COMPLETED" or state is None:  # a COMPLETED record is final
                 state = ended.get("state", "UNKNOWN")
             out.append(state)
