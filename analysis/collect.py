@@ -26,12 +26,18 @@ SCALING_HEADERS = {
     "nodes": "nodes",
     "runs": "runs",
     "time_per_epoch_s": "time/epoch (s)",
+    "time_per_iteration_s": "time/iter (s)",
     "throughput": "samples/s",
     "throughput_ci": "95% CI",
     "speedup": "speedup",
     "efficiency": "efficiency",
     "karp_flatt": "Karp-Flatt e",
     "test_accuracy": "test acc",
+    "device": "device",  # the device kind (cpu, cuda): part of the point, never pooled across
+    # detection (load_mod.DETECTION_COLUMNS, with time/iter above): shown only when a run has them
+    "test_map": "mAP",
+    "test_map50": "AP50",
+    "test_map75": "AP75",
 }
 
 
@@ -85,6 +91,7 @@ _THREE_DECIMALS = {
     "efficiency",
     "karp_flatt",
     "test_accuracy",
+    *load_mod.DETECTION_COLUMNS,
     "accuracy_mean",
     "accuracy_std",
     "serial_fraction",
@@ -138,11 +145,11 @@ def _scaling_section(report: Report) -> list[str]:
     """The scaling table, how it was measured, the serial-fraction fits and the time breakdown."""
     s = report.scaling
     shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
-    lines = ["", _table(shown, SCALING_HEADERS), ""]
+    lines = ["", _table(shown, shown_headers(s)), ""]
     lines.append(
         "- Baseline: in each group, the point with the fewest workers: "
         + "; ".join(
-            f"{r.strategy}/{r.model}/bs {r.batch_size}: {r.baseline_workers} worker(s), run {r.baseline_run}"
+            f"{r.strategy}/{r.model}/bs {r.batch_size}{_kind(r)}: {r.baseline_workers} worker(s), run {r.baseline_run}"
             for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
         )
     )
@@ -151,6 +158,18 @@ def _scaling_section(report: Report) -> list[str]:
     lines += _fits_section(report.fits)
     lines += breakdown_markdown(report.breakdown)
     return lines
+
+
+def _kind(point) -> str:
+    """A point's precision and device kind, where they are not the CPU study's fp32 and cpu."""
+    return "".join(f"/{v}" for v in (point.precision, point.device) if v not in ("fp32", "cpu") and pd.notna(v))
+
+
+def shown_headers(table: pd.DataFrame) -> dict[str, str]:
+    """SCALING_HEADERS less the detection columns no row fills, and less test accuracy where only detectors ran."""
+    empty = {c for c in (*load_mod.DETECTION_COLUMNS, "test_accuracy") if table[c].isna().all()}
+    keep_acc = "test_map" in empty
+    return {c: h for c, h in SCALING_HEADERS.items() if c not in empty or (c == "test_accuracy" and keep_acc)}
 
 
 def _method_notes(report: Report) -> list[str]:
@@ -272,7 +291,7 @@ def records(df: pd.DataFrame) -> list[dict]:
 BREAKDOWN_HEADERS = {
     c: {"time_per_epoch_s": "epoch", "backward_compute_s": "backward"}.get(c, c.removesuffix("_s"))
     for c in scaling_mod.BREAKDOWN_COLUMNS
-    if c not in ("dataset", "batch_size", "precision")
+    if c not in ("dataset", "batch_size", "precision", "device")
 }
 
 

@@ -15,6 +15,11 @@ import pandas as pd
 from hpc_dl import events, triage
 from hpc_dl.runs import RunDir, find_runs, read_json
 
+# a run's final quality, declared once for the run, epoch and scaling tables: the key in its eval records
+# and result.json. Classification has test_accuracy; detection COCO box mAP (AP@[.5:.95], AP@.5, AP@.75).
+QUALITY = ("test_accuracy", "test_map", "test_map50", "test_map75")
+# columns only detection runs fill; the Markdown tables leave them out when no run has them
+DETECTION_COLUMNS = ("time_per_iteration_s", "test_map", "test_map50", "test_map75")
 RUN_COLUMNS = [
     "run",
     "study",
@@ -42,7 +47,7 @@ RUN_COLUMNS = [
     "scheduler",
     "started",
     "ended",
-    "test_accuracy",
+    *QUALITY,
     "folder",
 ]
 PHASES = ("forward", "backward", "optimizer")
@@ -58,9 +63,10 @@ EPOCH_COLUMNS = [
     "rank_samples",
     "samples",
     "throughput",
+    "time_per_iteration_s",
     "loss",
     "accuracy",
-    "test_accuracy",
+    *QUALITY,
 ]
 
 
@@ -167,8 +173,8 @@ def _epochs(run_id: str, by_rank: dict[int, list[dict]]) -> list[dict]:
             if None not in ph:
                 phases.setdefault(e, []).append(ph)
             epochs.setdefault(e, _epoch_row(run_id, ev))
-        elif ev["event"] == "eval" and e in epochs and epochs[e]["test_accuracy"] is None:
-            epochs[e]["test_accuracy"] = _num(ev.get("test_accuracy"))
+        elif ev["event"] == "eval" and e in epochs and all(epochs[e][k] is None for k in QUALITY):
+            epochs[e].update({k: _num(ev.get(k)) for k in QUALITY})
     for e, rec in epochs.items():
         rec["data_time_s"] = data_time.get(e)
         if phases.get(e):
@@ -203,9 +209,10 @@ def _epoch_row(run_id: str, ev: dict) -> dict:
         "time_s": _num(ev.get("time(s)")),
         "samples": _num(ev.get("samples")),
         "throughput": _num(ev.get("throughput(samples/s)")),
+        "time_per_iteration_s": _num(ev.get("time_per_iteration(s)")),
         "loss": _num(ev.get("loss")),
         "accuracy": _num(ev.get("accuracy")),
-        "test_accuracy": None,
+        **dict.fromkeys(QUALITY),
     }
 
 
@@ -217,7 +224,7 @@ def _settle_state(run: RunDir, row: dict, by_rank: dict[int, list[dict]]) -> Non
     row.update(_state(run, ended, result, by_rank, row))
     logged = row["epochs_done"]
     if row["state"] == "COMPLETED" and isinstance(result, dict):
-        row["test_accuracy"] = _num(result.get("test_accuracy"))
+        row.update({k: _num(result.get(k)) for k in QUALITY})
     if row["state"] == "COMPLETED" and row["epochs"] is not None and logged < row["epochs"]:
         row.update(state="INCOMPLETE", reason=f"only {logged} of {row['epochs']} epochs logged")
     if row["state"] in ("FAILED", "TERMINATED", "CANCELLED"):

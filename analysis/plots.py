@@ -171,6 +171,11 @@ def figures(
         "time_per_epoch": _faceted(scaling, "time_per_epoch_s", "seconds per epoch", "Time per epoch"),
         "accuracy": _faceted(scaling, "test_accuracy", "test accuracy", "Accuracy vs workers"),
     }
+    if "test_map" in scaling and scaling["test_map"].notna().any():  # detectors: mAP where accuracy is
+        out["map"] = _faceted(scaling, "test_map", "COCO mAP (AP@[.5:.95])", "mAP vs workers")
+        out["time_per_iteration"] = _faceted(
+            scaling, "time_per_iteration_s", "seconds per iteration", "Time per iteration"
+        )
     if breakdown is not None and not breakdown.empty:
         out["breakdown"] = breakdown_figure(breakdown)
     return out

@@ -1,6 +1,7 @@
 """Tidy DataFrames -> scaling tables. Pure: DataFrames in, DataFrames out.
 
-Per (strategy, model, dataset, per-worker batch, precision) over the number of workers p:
+Per (strategy, model, dataset, per-worker batch, precision, device kind) over the number of workers p
+(a GPU run and a CPU run of the same point, or an fp32 and a bf16 one, are never pooled as repeats):
   time per epoch  mean over the timed epochs (epoch 1 is warm-up and left out when a run has more)
   throughput      global samples / slowest rank's epoch time, mean over the timed epochs
   speedup S       throughput(p) / throughput(baseline)
@@ -17,7 +18,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision"]
+from .load import QUALITY
+
+GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision", "device"]
 STRONG_GROUP = ["global_batch_size" if c == "batch_size" else c for c in GROUP]  # the global batch is fixed
 FIT_COLUMNS = ["batch" if c == "batch_size" else c for c in GROUP] + [
     "law",
@@ -34,16 +37,16 @@ COLUMNS = GROUP + [
     "runs",
     "timed_epochs",
     "time_per_epoch_s",
+    "time_per_iteration_s",
     "throughput",
     "throughput_ci_low",
     "throughput_ci_high",
     "speedup",
     "efficiency",
     "karp_flatt",
-    "test_accuracy",
+    *QUALITY,
     "baseline_workers",
     "baseline_run",
-    "device",
     "scaling",
 ]
 
@@ -68,7 +71,12 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = Fal
     done, timed = measured(runs, epochs, include_warmup)
     agg = (
         timed.groupby("run")
-        .agg(timed_epochs=("epoch", "count"), time_per_epoch_s=("time_s", "mean"), throughput=("throughput", "mean"))
+        .agg(
+            timed_epochs=("epoch", "count"),
+            time_per_epoch_s=("time_s", "mean"),
+            time_per_iteration_s=("time_per_iteration_s", "mean"),
+            throughput=("throughput", "mean"),
+        )
         .reset_index()
     )
     return done.merge(agg, on="run", how="inner")
@@ -123,9 +131,9 @@ def scaling_table(
             runs=("run", "count"),
             timed_epochs=("timed_epochs", "sum"),
             time_per_epoch_s=("time_per_epoch_s", "median"),
+            time_per_iteration_s=("time_per_iteration_s", "median"),
             throughput=("throughput", "median"),
-            test_accuracy=("test_accuracy", "median"),
-            device=("device", "first"),
+            **{k: (k, "median") for k in QUALITY},
             first_run=("run", "first"),
         )
         .drop(columns=[c for c in group if c in ("batch_size", "global_batch_size")], errors="ignore")

@@ -15,6 +15,7 @@ class ModelInfo:
     min_size: int  # smallest input side it accepts; smaller images are resized up
     description: str
     splittable: bool = True  # can run as pipeline stages (a plain sequence of layers)
+    task: str = "classification"  # classification | detection (see TASKS)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class DatasetInfo:
     classes: int | None  # None: read from the data (imagefolder)
     needs_data_root: bool
     description: str
+    task: str = "classification"
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -40,6 +42,22 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("googlenet", 3, 32, "torchvision GoogLeNet, no auxiliary heads", splittable=False),
         ModelInfo("mobilenet_v2", 3, 32, "torchvision MobileNetV2"),
         ModelInfo("inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head", splittable=False),
+        ModelInfo(
+            "fasterrcnn_mobilenet_v3_large_fpn",
+            3,
+            32,
+            "torchvision Faster R-CNN, MobileNetV3-Large FPN backbone (detection; seed 003)",
+            splittable=False,
+            task="detection",
+        ),
+        ModelInfo(
+            "fasterrcnn_resnet50_fpn",
+            3,
+            32,
+            "torchvision Faster R-CNN, ResNet-50 FPN backbone (detection; seed 003)",
+            splittable=False,
+            task="detection",
+        ),
     ]
 }
 
@@ -59,9 +77,23 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("imagefolder", 3, 64, None, True, "a class-per-folder image tree under --data-root (ASL-style)"),
         DatasetInfo("mnist", 1, 28, 10, True, "torchvision MNIST already under --data-root (never downloaded)"),
         DatasetInfo("cifar10", 3, 32, 10, True, "torchvision CIFAR-10 already under --data-root (never downloaded)"),
+        DatasetInfo(
+            "coco",
+            3,
+            128,
+            None,
+            False,
+            "COCO-format detection folder under --data-root (instances_{train,val}2017.json); without it, "
+            "generated coloured shapes (hpc_dl.train.shapes)",
+            task="detection",
+        ),
     ]
 }
 
+TASKS = ("classification", "detection")
+# strategies that train a detector (a step over lists of images and target dicts; the others split
+# models into stages, average plain parameters or read classification batches)
+DETECTION_STRATEGIES = ("ddp", "dp", "fsdp", "horovod")
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPRESSIONS = ("none", "fp16")  # horovod allreduce compression
 SCHEDULERS = ("none", "cosine", "step")  # learning-rate schedules (kfold compares them)

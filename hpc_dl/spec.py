@@ -210,6 +210,7 @@ class JobSpec:
         info = catalog.DATASETS.get(self.dataset)
         if info is not None and info.needs_data_root and not self.data_root:
             raise SpecError(f"dataset {self.dataset!r} needs --data-root (a folder that already holds it)")
+        self._validate_task()
         strategy = strategies.get(self.strategy)
         if strategy.max_nodes is not None and self.nodes > strategy.max_nodes:
             raise SpecError(
@@ -234,6 +235,22 @@ class JobSpec:
         if self.script_args:
             raise SpecError("script arguments (after --) need --script")
         self._validate_strategy_options()
+
+    def _validate_task(self) -> None:
+        """A detection model needs a detection data set, and a strategy that can train it."""
+        model, data = catalog.MODELS.get(self.model), catalog.DATASETS.get(self.dataset)
+        detector = model is not None and model.task == "detection"
+        if not detector:
+            if model is not None and data is not None and data.task == "detection":
+                names = ", ".join(n for n, m in catalog.MODELS.items() if m.task == "detection")
+                raise SpecError(f"dataset {self.dataset!r} is for detection: choose a detection model ({names})")
+            return
+        if data is not None and data.task != "detection":
+            names = ", ".join(n for n, d in catalog.DATASETS.items() if d.task == "detection")
+            raise SpecError(f"model {self.model!r} is a detection model: choose a detection dataset ({names})")
+        if self.strategy not in catalog.DETECTION_STRATEGIES:
+            allowed = ", ".join(catalog.DETECTION_STRATEGIES[:-1]) + " or " + catalog.DETECTION_STRATEGIES[-1]
+            raise SpecError(f"strategy {self.strategy!r} cannot train detection model {self.model!r} (use {allowed})")
 
     def _validate_script(self) -> None:
         """--script runs your training: the flags of hpcdl's own training would contradict it."""

@@ -27,6 +27,7 @@ def body(job: Job) -> None:
         ds.num_classes,
         ds.channels,
         ds.image_size,
+        collate=ds.collate,
     )
     s = setup(cfg, job.env, ds=folded)  # trains on the other folds, evaluates on fold k
     info = {"fold": cfg.fold, "folds": cfg.folds, "scheduler": cfg.scheduler or "none", "held_out": len(held_out)}

@@ -111,7 +111,7 @@ def body(job: Job) -> None:
     stage = parts[env.rank].to(env.device)
     # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
     train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, env.device.type == "cuda", drop_last=True)
-    test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True)
+    test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True, collate_fn=ds.collate)
     info = {
         "stages": env.world_size,
         "microbatches": cfg.microbatches or 4,

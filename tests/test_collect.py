@@ -27,13 +27,15 @@ def make_run(
     failure: str | None = None,
     model: str = "mnist-cnn",
     phases: tuple | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> RunDir:
     run = RunDir.create(root, "study", run_id)
-    spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model)
+    spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model, precision=precision)
     run.spec.write_text(json.dumps(spec.to_dict()))
     world = nodes * gpus
     for rank in range(world):
-        start = {"world_size": world, "device": "cpu", "device_name": "cpu", "global_batch_size": batch * world}
+        start = {"world_size": world, "device": device, "device_name": device, "global_batch_size": batch * world}
         events = [{"event": "run_start", "time": 0, **start}]
         for e, thr in enumerate(throughputs, start=1):
             events += epoch_events(e, thr, rank, world, accuracy, phases)
@@ -178,6 +180,27 @@ def test_repeats_are_combined_by_median(tmp_path):
     make_run(root, "r3", 1, [200.0])
     s = col.collect([root]).scaling
     assert (list(s["runs"]), list(s["throughput"])) == ([3], [120.0])
+
+
+def test_a_gpu_run_and_a_cpu_run_of_one_point_are_not_pooled(tmp_path):
+    """Issue #10: the device kind and the precision are part of the point, never repeats of one another."""
+    root = tmp_path / "runs"
+    make_run(root, "cpu", 1, [100.0])
+    make_run(root, "gpu", 1, [5000.0], device="cuda")
+    make_run(root, "gpu-bf16", 1, [9000.0], device="cuda", precision="bf16")
+    report = col.collect([root])
+    s = report.scaling.set_index(["device", "precision"])
+    assert list(report.scaling["runs"]) == [1, 1, 1]
+    assert s.loc[("cpu", "fp32"), "throughput"] == 100.0 and s.loc[("cuda", "fp32"), "throughput"] == 5000.0
+    assert s.loc[("cuda", "bf16"), "throughput"] == 9000.0
+    assert list(report.scaling["baseline_run"]) == ["gpu-bf16", "cpu", "gpu"]  # each its own baseline
+    rows = [line for line in report.markdown.splitlines() if line.startswith("| ddp")]
+    assert [(r.split("|")[6].strip(), r.split("|")[17].strip()) for r in rows] == [
+        ("bf16", "cuda"),
+        ("fp32", "cpu"),
+        ("fp32", "cuda"),
+    ]
+    assert "ddp/mnist-cnn/bs 64/cuda: 1 worker(s), run gpu" in report.markdown
 
 
 def test_groups_have_their_own_baseline(tmp_path):

@@ -42,7 +42,9 @@ def fashion_image(index: int = 0):
 @pytest.mark.parametrize("model", ["mnist-cnn", "resnet18"])
 def test_preprocessing_is_the_training_pipelines_bit_for_bit(model):
     image, label = fashion_image(3)
-    trained = data.load(model, "fashion-mnist", None, None, None, 8, 0).test[3]
+    ds = data.load(model, "fashion-mnist", None, None, None, 8, 0)
+    x, y = ds.collate([ds.test[3]])  # the training loader's collate, on a batch of one
+    trained = x[0], int(y[0])
     size = data.image_size_for(model, "fashion-mnist", None)
     mine = predict.preprocess("fashion-mnist", size, 3 if model == "resnet18" else 1)(image)
     assert trained[1] == label

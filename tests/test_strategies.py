@@ -281,7 +281,8 @@ def test_kfold_bad_input(hpcdl, runs_root):
         (["--folds", "1"], "Error: invalid folds: 1 (must be an integer >= 2)"),
         (
             ["--models", "mnist-cnn,nope"],
-            "Error: unknown model 'nope' (choose from alexnet, googlenet, inception_v3, "
+            "Error: unknown model 'nope' (choose from alexnet, "
+            "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, inception_v3, "
             "mnist-cnn, mobilenet_v2, resnet18, resnet50, vgg11, vgg16, vgg19)",
         ),
         (["--schedulers", "none,warm"], "Error: invalid scheduler 'warm' (choose from none, cosine, step)"),

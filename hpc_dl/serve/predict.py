@@ -94,20 +94,19 @@ def class_names(spec: dict, count: int) -> list[str]:
 def preprocess(dataset: str, size: int, channels: int) -> Callable:
     """PIL image -> the (channels, size, size) tensor hpc_dl.train.data would give for it."""
     from torchvision import transforms as T
-    from torchvision.transforms import v2 as T2
+
+    from hpc_dl.train import data
 
     source, mean, std = SOURCES[dataset]
     source = source or channels
     mode = "L" if source == 1 else "RGB"
-    if dataset == "digits":  # its images are tensors in [0, 1] (pixel / 16), resized and converted as tensors
-        steps = [T.ToTensor(), T2.Resize((size, size), antialias=True)]
-        steps += [T2.Grayscale(num_output_channels=3)] if channels == 3 else []
-        steps += [T2.Normalize([mean] * channels, [std] * channels)]
-    else:
-        steps = [T.Resize((size, size), antialias=True)]  # a no-op on an image of that size, as in training
-        steps += [T.Grayscale(num_output_channels=channels)] if source != channels else []
-        steps += [T.ToTensor()]
-        steps += [T.Normalize([mean] * channels, [std] * channels)] if mean is not None else []
+    batch = data.batcher(dataset, size, channels)
+    if batch is not None:  # an in-memory set: the training loader's own collate, on a batch of one
+        return lambda image: batch([(T.PILToTensor()(image.convert(mode)), 0)])[0][0]
+    steps = [T.Resize((size, size), antialias=True)]  # imagefolder: per image, as in training
+    steps += [T.Grayscale(num_output_channels=channels)] if source != channels else []
+    steps += [T.ToTensor()]
+    steps += [T.Normalize([mean] * channels, [std] * channels)] if mean is not None else []
     pipeline = T.Compose(steps)
     return lambda image: pipeline(image.convert(mode))
 

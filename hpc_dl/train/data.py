@@ -1,8 +1,12 @@
 """Datasets by name (see catalog.DATASETS), shaped for a model, and their distributed loaders.
 
 Nothing is ever downloaded: Fashion-MNIST comes from the Debian package dataset-fashion-mnist (or
---data-root), digits from scikit-learn, synthetic from torchvision's FakeData; mnist, cifar10 and
-imagefolder must already be under --data-root.
+--data-root), digits from scikit-learn, synthetic is generated; mnist, cifar10 and imagefolder must already
+be under --data-root.
+
+The small sets (fashion-mnist, mnist, cifar10, digits, synthetic) are decoded once into uint8 tensors in
+memory, at their native size; a batch is resized, channel-converted and normalised as one tensor
+(Batcher, the loaders' collate function), not item by item through PIL. imagefolder stays per item.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Data:
     num_classes: int
     channels: int
     image_size: int
+    collate: object = None  # a Batcher for the in-memory sets; None: the default collate
 
 
 def image_size_for(model: str, dataset: str, requested: int | None) -> int:
@@ -66,17 +71,41 @@ def _transform(in_channels: int, out_channels: int, size: int, native: int, mean
     return T.Compose(steps)
 
 
-class _TensorImages(Dataset):
-    """(N, C, H, W) float tensors + labels, with a tensor transform applied per item."""
+class _Images(Dataset):
+    """uint8 images (N, C, H, W) at their native size, in memory, and their labels; an item is (image, label)."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform):
-        self.images, self.labels, self.transform = images, labels, transform
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels.long()
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i):
-        return self.transform(self.images[i]), int(self.labels[i])
+        return self.images[i], int(self.labels[i])
+
+
+GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # torchvision's Grayscale weights
+
+
+@dataclass(frozen=True)
+class Batcher:
+    """Collate (uint8 image, label) items into one float batch: resized, channel-converted, normalised."""
+
+    size: int
+    channels: int
+    mean: float
+    std: float
+
+    def __call__(self, items):
+        x = torch.stack([im for im, _ in items]).float().div_(255.0)
+        y = torch.tensor([label for _, label in items])
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] == 3 and self.channels == 1:
+            x = (x * GRAY).sum(1, keepdim=True)
+        return x.sub(self.mean).div_(self.std).contiguous(), y
 
 
 def prepare_fashion_mnist() -> Path:
@@ -129,15 +158,27 @@ def load(
     if dataset not in _READERS:  # pragma: no cover - catalog and _READERS list the same names
         raise DataError(f"unknown dataset {dataset!r}")
     size, ch = image_size_for(model, dataset, image_size), catalog.MODELS[model].channels
-    train, test, classes = _READERS[dataset](_Request(dataset, data_root, size, ch, train_samples, test_samples, seed))
+    req = _Request(dataset, data_root, size, ch, train_samples, test_samples, seed)
+    train, test, classes = _READERS[dataset](req)
     if dataset != "synthetic":  # synthetic is generated at the requested counts
         train, test = _first(train, train_samples), _first(test, test_samples)
     assert catalog.DATASETS[dataset].classes in (None, classes)
-    return Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size)
+    collate = batcher(dataset, size, ch)
+    return Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size, collate=collate)
+
+
+def batcher(dataset: str, size: int, channels: int) -> Batcher | None:
+    """The collate function of an in-memory set (the serving page shapes an upload with it too); else None."""
+    return Batcher(size, channels, *_NORMALISE[dataset]) if dataset in _NORMALISE else None
 
 
 def _first(ds: Dataset, count: int | None) -> Dataset:
     return ds if count is None else Subset(ds, range(min(count, len(ds))))
+
+
+# the in-memory sets, normalised per batch by a Batcher with this (mean, std) on [0, 1] pixels
+_NORMALISE = {"fashion-mnist": (0.5, 0.5), "mnist": (0.5, 0.5), "cifar10": (0.5, 0.25), "digits": (0.5, 0.5)}
+_NORMALISE["synthetic"] = (0.0, 1.0)  # FakeData's ToTensor pixels, as before: [0, 1], not normalised
 
 
 def _mnist(req: _Request):
@@ -145,55 +186,52 @@ def _mnist(req: _Request):
 
     root = req.data_root or prepare_fashion_mnist()
     cls = tvd.FashionMNIST if req.dataset == "fashion-mnist" else tvd.MNIST
-    tf = _transform(1, req.channels, req.size, 28, 0.5, 0.5)
     try:
-        return cls(root, train=True, transform=tf), cls(root, train=False, transform=tf), 10
+        sets = [cls(root, train=train) for train in (True, False)]
     except RuntimeError as exc:
         raise DataError(f"{req.dataset} not found under {root}: {exc} (hpcdl never downloads)") from None
+    train, test = (_Images(d.data.unsqueeze(1), d.targets) for d in sets)
+    return train, test, 10
 
 
 def _cifar10(req: _Request):
     from torchvision import datasets as tvd
 
-    tf = _transform(3, req.channels, req.size, 32, 0.5, 0.25)
     try:
-        train = tvd.CIFAR10(req.data_root, train=True, transform=tf)
-        test = tvd.CIFAR10(req.data_root, train=False, transform=tf)
+        sets = [tvd.CIFAR10(req.data_root, train=train) for train in (True, False)]
     except RuntimeError as exc:
         raise DataError(f"cifar10 not found under {req.data_root}: {exc} (hpcdl never downloads)") from None
+    train, test = (
+        _Images(torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(d.targets)) for d in sets
+    )
     return train, test, 10
 
 
 def _digits(req: _Request):
     """scikit-learn's 8x8 digits, a fixed 80/20 split."""
     from sklearn.datasets import load_digits
-    from torchvision.transforms import v2 as T2
 
     d = load_digits()
-    images = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = (torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)).round().to(torch.uint8)
     labels = torch.tensor(d.target)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     cut = int(0.8 * len(labels))
-    ch = req.channels
-    steps = [T2.Resize((req.size, req.size), antialias=True)] if req.size != 8 else []
-    if ch == 3:
-        steps.append(T2.Grayscale(num_output_channels=3))
-    steps.append(T2.Normalize([0.5] * ch, [0.5] * ch))
-    tf = T2.Compose(steps)
-    train = _TensorImages(images[order[:cut]], labels[order[:cut]], tf)
-    test = _TensorImages(images[order[cut:]], labels[order[cut:]], tf)
+    train = _Images(images[order[:cut]], labels[order[:cut]])
+    test = _Images(images[order[cut:]], labels[order[cut:]])
     return train, test, 10
 
 
 def _synthetic(req: _Request):
-    from torchvision import datasets as tvd
-    from torchvision import transforms as T
-
+    """Random uint8 images and labels, generated as tensors from the seed (train and test apart)."""
     n_train, n_test = req.train_samples or 1024, req.test_samples or 256
-    shape, tf = (req.channels, req.size, req.size), T.ToTensor()
-    train = tvd.FakeData(n_train, shape, 10, transform=tf, random_offset=req.seed)
-    test = tvd.FakeData(n_test, shape, 10, transform=tf, random_offset=req.seed + n_train)
-    return train, test, 10
+    shape = (req.channels, req.size, req.size)
+
+    def make(n: int, offset: int) -> _Images:
+        g = torch.Generator().manual_seed(req.seed * 1_000_003 + offset)
+        images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g)
+        return _Images(images, torch.randint(0, 10, (n,), generator=g))
+
+    return make(n_train, 0), make(n_test, 1), 10
 
 
 def _imagefolder(req: _Request):
@@ -235,7 +273,13 @@ def train_loader(
 ):
     sampler = DistributedSampler(data.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
     loader = DataLoader(
-        data.train, batch_size=batch_size, sampler=sampler, num_workers=0, pin_memory=pin, drop_last=drop_last
+        data.train,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=0,
+        pin_memory=pin,
+        drop_last=drop_last,
+        collate_fn=data.collate,
     )
     return loader, sampler
 
@@ -243,4 +287,6 @@ def train_loader(
 def test_loader(data: Data, batch_size: int, rank: int, world_size: int, pin: bool):
     """Each rank evaluates every world_size-th test image: no padding, so counts and accuracy are exact."""
     shard = Subset(data.test, range(rank, len(data.test), world_size))
-    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=0, pin_memory=pin)
+    return DataLoader(
+        shard, batch_size=batch_size, shuffle=False, num_workers=0, pin_memory=pin, collate_fn=data.collate
+    )

@@ -22,6 +22,7 @@ EPOCH_SCALARS = {
     "train/loss": "loss",
     "train/accuracy": "accuracy",
     "throughput(samples/s)": "throughput(samples/s)",
+    "time/iteration(s)": "time_per_iteration(s)",  # detection
     "time/epoch(s)": "time(s)",
     "time/data(s)": "rank_data_time(s)",
     "time/forward(s)": "rank_forward_time(s)",
@@ -29,7 +30,13 @@ EPOCH_SCALARS = {
     "time/optimizer(s)": "rank_optimizer_time(s)",
 }
 # tag -> key in the eval record (Trainer.evaluate)
-EVAL_SCALARS = {"test/loss": "test_loss", "test/accuracy": "test_accuracy"}
+EVAL_SCALARS = {
+    "test/loss": "test_loss",
+    "test/accuracy": "test_accuracy",
+    "test/mAP": "test_map",  # detection: COCO box AP@[.5:.95], @.5, @.75
+    "test/AP50": "test_map50",
+    "test/AP75": "test_map75",
+}
 
 
 def log_dir(run_dir: Path) -> Path:
