@@ -19,6 +19,7 @@ point fails as "missing": a regression check must not pass because a run was not
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,3 +158,64 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "
     for m in metrics:
         both[f"{m} diff %"] = 100.0 * (both[f"{m} {name_b}"] / both[f"{m} {name_a}"] - 1.0)
     return both
+
+
+# ---- as Markdown (collect --check, compare)
+
+
+def _tolerance(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.0%}"
+
+
+def check_markdown(checked: pd.DataFrame) -> str:
+    """The references check, a row per reference."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in checked.itertuples():
+        tol = f"{_tolerance(r.lower)} / {_tolerance(r.upper)}"
+        value = "-" if math.isnan(r.value) else f"{r.value:.4g} {r.unit}".strip()
+        dev = "-" if math.isnan(r.deviation) else f"{r.deviation:+.1%}"
+        rows.append(
+            [r.strategy, r.model, r.workers, r.metric, f"{r.target:.4g} {r.unit}".strip(), tol, value, dev, r.status]
+        )
+    headers = ["strategy", "model", "workers", "metric", "target", "tolerance", "measured", "deviation", "status"]
+    return "## Check against references\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def compare_markdown(both: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for r in both.to_dict(orient="records"):
+        rows.append(
+            [
+                r["strategy"],
+                r["variant"],
+                r["model"],
+                r["batch_size"],
+                r["workers"],
+                r["nodes"],
+                f"{r['throughput A']:.1f}",
+                f"{r['throughput B']:.1f}",
+                f"{r['throughput diff %']:+.1f}%",
+                f"{r['time_per_epoch_s A']:.3f}",
+                f"{r['time_per_epoch_s B']:.3f}",
+                f"{r['time_per_epoch_s diff %']:+.1f}%",
+            ]
+        )
+    headers = [
+        "strategy",
+        "variant",
+        "model",
+        "batch/worker",
+        "workers",
+        "nodes",
+        "samples/s A",
+        "samples/s B",
+        "diff",
+        "time/epoch A",
+        "time/epoch B",
+        "diff",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

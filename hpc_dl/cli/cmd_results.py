@@ -52,7 +52,7 @@ def collect(dirs, out, as_json, no_plots, scaling, trim, include_warmup, refs_fi
         return 0
     if not as_json:
         click.echo("")
-        click.echo(col.check_markdown(checked))
+        click.echo(refs_mod.check_markdown(checked))
     failed = int((checked["status"] != "pass").sum())
     click.echo(
         f"check: {len(checked) - failed} of {len(checked)} reference(s) pass"
@@ -79,7 +79,7 @@ def compare(study_a: Path, study_b: Path, as_json: bool, scaling: str) -> int:
         click.echo(json.dumps(col.records(both), indent=2))
         return 0
     click.echo(f"A = {study_a}\nB = {study_b}\n")
-    click.echo(col.compare_markdown(both))
+    click.echo(refs_mod.compare_markdown(both))
     return 0
 
 

@@ -100,5 +100,8 @@ def load(model: str, dataset: str, data_root, image_size, train_samples, test_sa
         train, test, classes = d._READERS[dataset](req)
         if dataset != "synthetic":  # synthetic is generated at the requested counts
             train, test = d._first(train, train_samples), d._first(test, test_samples)
+        collate = d.batcher(dataset, size, ch)  # the in-memory sets are shaped per batch
+        if collate is not None:
+            return d.Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size, collate=collate)
     channels, side = shape(train)
     return d.Data(train=train, test=test, num_classes=classes, channels=channels, image_size=side)
