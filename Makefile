@@ -29,7 +29,7 @@ SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
 STUDY_FLAGS := --strategy ddp,fsdp,pipeline,horovod,psgd,dp,hogwild --skip-invalid --nodes 1 --gpus 1,2 \
   --model mnist-cnn --dataset fashion-mnist --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
-.PHONY: help venv system horovod cluster cluster-down scaling-study test test-fast lint bench clean
+.PHONY: help venv system horovod cluster cluster-down scaling-study test test-full test-fast lint bench clean
 
 help:
 	@echo "make scaling-study   every strategy with 1 and 2 workers, for real, then the table and plots in $(RESULTS_DIR)/"
@@ -93,6 +93,9 @@ cluster-down:
 	tests/cluster/slurm.sh down
 
 test: venv system horovod cluster
+	$(PY) -m pytest -q -ra -m "not full"
+
+test-full: venv system horovod cluster
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

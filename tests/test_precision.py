@@ -25,7 +25,14 @@ STRATEGIES = {
     "hogwild": {},
     "kfold": {"folds": 2, "fold": 0},
 }
-MATRIX = [(s, m, p) for s in STRATEGIES for m in ("resnet18", "mnist-cnn") for p in ("fp32", "bf16")]
+# every cell; the fp32 mnist-cnn column is also what tests/test_strategies.py runs, so `make test` runs the
+# other three (marked `full` cells run with `make test-full`, e.g. on a bigger CI machine)
+MATRIX = [
+    pytest.param(s, m, p, id=f"{s}-{m}-{p}", marks=[pytest.mark.full] if (m, p) == ("mnist-cnn", "fp32") else [])
+    for s in STRATEGIES
+    for m in ("resnet18", "mnist-cnn")
+    for p in ("fp32", "bf16")
+]
 
 
 def tiny_spec(strategy: str, model: str, precision: str) -> JobSpec:
@@ -45,7 +52,7 @@ def tiny_spec(strategy: str, model: str, precision: str) -> JobSpec:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("strategy", "model", "precision"), MATRIX, ids=["-".join(c) for c in MATRIX])
+@pytest.mark.parametrize(("strategy", "model", "precision"), MATRIX)
 def test_every_strategy_trains_in_every_cpu_precision(runs_root, strategy, model, precision):
     if strategy == "horovod" and not HOROVOD:
         if os.environ.get("CI"):
