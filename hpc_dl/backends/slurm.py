@@ -117,7 +117,9 @@ class SlurmBackend(Backend):
             state = known.get(sub["job_id"])
             ended = (read_json(run.exit) or {}) if run.exit.exists() else {}
             if ended.get("state") == "COMPLETED" or state is None:  # a COMPLETED record is final
-                state = ended.get("state", "UNKNOWN")
+                state = ended.get("state") or ("CANCELLED" if run.cancel.exists() else "UNKNOWN")
+            elif state == "PENDING" and run.cancel.exists():  # scancel ends a pending job at once; accounting
+                state = "CANCELLED"  # may keep a never-started array task's PENDING record
             out.append(state)
         return out
 
@@ -150,6 +152,8 @@ def query_states(job_ids: list[str]) -> dict[str, str]:
     wanted = [j for j in dict.fromkeys(job_ids) if not (j in _cache and now - _cache[j][0] < CACHE_S)]
     deadline = now + query_timeout()
     found: dict[str, str] = {}
+    pending: dict[str, str] = {}  # accounting's PENDING: stale for a never-started array task cancelled since
+    controller = False  # whether squeue or scontrol answered
     # sacct (slurmdbd) may hang when accounting is down: it gets half the time, so squeue and scontrol
     # (slurmctld) still answer within the one timeout
     for ask, share in ((_sacct, 0.5), (_squeue, 0.8), (_scontrol, 1.0)):
@@ -158,7 +162,16 @@ def query_states(job_ids: list[str]) -> dict[str, str]:
         if not missing or left <= 0:
             break
         answer = ask(missing, time.monotonic() + share * left)
+        if answer is None:
+            continue
+        if ask is _sacct:
+            pending = {j: s for j, s in answer.items() if s == "PENDING"}
+            answer = {j: s for j, s in answer.items() if s != "PENDING"}  # the controller knows better
+        else:
+            controller = True
         found.update({j: s for j, s in answer.items() if j in missing})
+    if not controller:
+        found.update({j: s for j, s in pending.items() if j not in found})
     stamp = time.monotonic()
     _cache.update({j: (stamp, s) for j, s in found.items()})
     return {j: _cache[j][1] for j in job_ids if j in _cache}
@@ -185,18 +198,20 @@ def _parents(job_ids: list[str]) -> str:
     return ",".join(dict.fromkeys(j.split("_")[0] for j in job_ids))
 
 
-def _sacct(job_ids: list[str], deadline: float) -> dict[str, str]:
+def _sacct(job_ids: list[str], deadline: float) -> dict[str, str] | None:
     out = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", _parents(job_ids)], deadline)
     return _pairs(out, "|")
 
 
-def _squeue(job_ids: list[str], deadline: float) -> dict[str, str]:
+def _squeue(job_ids: list[str], deadline: float) -> dict[str, str] | None:
     out = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", _parents(job_ids)], deadline)
     return _pairs(out, "|")
 
 
-def _scontrol(job_ids: list[str], deadline: float) -> dict[str, str]:
+def _scontrol(job_ids: list[str], deadline: float) -> dict[str, str] | None:
     out = _run(["scontrol", "show", "job", "-o"], deadline)
+    if out is None:
+        return None
     found = {}
     for line in (out or "").splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -210,8 +225,11 @@ def _scontrol(job_ids: list[str], deadline: float) -> dict[str, str]:
     return found
 
 
-def _pairs(out: str | None, sep: str) -> dict[str, str]:
-    """'<id>|<state>' lines -> {id: state}; a pending range 123_[2-5%4] gives every task in it."""
+def _pairs(out: str | None, sep: str) -> dict[str, str] | None:
+    """'<id>|<state>' lines -> {id: state}; a pending range 123_[2-5%4] gives every task in it. None: the
+    command did not answer."""
+    if out is None:
+        return None
     found = {}
     for line in (out or "").splitlines():
         jid, _, state = line.strip().partition(sep)
