@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -336,6 +337,7 @@ def entry_fields() -> tuple[dataclasses.Field, ...]:
     return tuple(f for f in spec_fields() if f.metadata["entry"])
 
 
+@functools.lru_cache(maxsize=1)
 def field_types() -> dict[str, type]:
     """Each field's value type (int, float, str or dict), read from its annotation (`X | None` -> X)."""
     import types
