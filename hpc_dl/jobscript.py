@@ -153,8 +153,9 @@ def _start(run: RunDir) -> subprocess.Popen:
 
 def _outcome(run: RunDir, rc: int, received: list[int]) -> str:
     result = read_json(run.result) or {}
-    if rc == 0 and result.get("status", "success" if (read_json(run.spec) or {}).get("script") else None) == "success":
-        return "COMPLETED"  # a --script run that reported nothing (no result.json): its exit status says
+    silent_script = not result and bool((read_json(run.spec) or {}).get("script"))  # its exit status says
+    if rc == 0 and (result.get("status") == "success" or silent_script):
+        return "COMPLETED"
     if run.cancel.exists():
         return "CANCELLED"
     if rc == 0 and run.stop.exists():
