@@ -128,6 +128,7 @@ class SlurmBackend(Backend):
 
     def cancel(self, run: RunDir, sub: dict) -> None:
         subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)
+        _cache.pop(sub["job_id"], None)  # what was cached before the cancel is stale now
 
 
 # ----------------------------------------------------------------------------------------------------------
