@@ -1,4 +1,6 @@
-"""A bare DDP loop: the same model, data, batch and optimizer as jobs/ddp.py, with nothing else.
+"""A bare DDP loop: the same model, batch and optimizer as jobs/ddp.py, with nothing else. Its data path
+is its own (random images generated once as float tensors, each rank's shard reshuffled per epoch), not
+hpcdl's: a peer that shared our loader would hide exactly what the benchmark should show.
 
 Launched by bench_ddp.py through torchrun; prints one JSON line with samples/s per timed epoch
 (global samples over the slowest rank's epoch time, as hpcdl measures).
@@ -15,13 +17,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from hpc_dl.train import data, models
+from hpc_dl import catalog
+from hpc_dl.train import models
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--dataset", default="synthetic")
+    ap.add_argument("--dataset", default="synthetic", choices=["synthetic"])
     ap.add_argument("--train-samples", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=3)
@@ -30,17 +33,21 @@ def main() -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
-    ds = data.load(args.model, args.dataset, None, None, args.train_samples, 64, 0)
-    model = DDP(models.build(args.model, ds.num_classes))
-    loader, sampler = data.train_loader(ds, args.batch_size, rank, world, 0, False)
+    channels = catalog.MODELS[args.model].channels  # the synthetic set's shape, as hpcdl sizes it for the model
+    size = max(catalog.DATASETS["synthetic"].size, catalog.MODELS[args.model].min_size)
+    images = torch.rand(args.train_samples, channels, size, size, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 10, (args.train_samples,), generator=torch.Generator().manual_seed(1))
+    model = DDP(models.build(args.model, 10, channels, size))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     rates = []
     for epoch in range(1, args.epochs + 1):
-        sampler.set_epoch(epoch)
         model.train()
         n, t0 = 0, time.perf_counter()
-        for x, y in loader:
+        mine = torch.randperm(args.train_samples, generator=torch.Generator().manual_seed(epoch))[rank::world]
+        for start in range(0, len(mine), args.batch_size):
+            idx = mine[start : start + args.batch_size]
+            x, y = images[idx], labels[idx]
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
             opt.step()

@@ -132,6 +132,13 @@ class JobSpec:
     batch_size: int = _field(64, "Batch size per worker.", entry=True)
     lr: float = _field(0.01, "Learning rate.", entry=True)
     seed: int = _field(0, "", entry=True)
+    loader_workers: int | None = _field(
+        None,
+        "DataLoader processes per worker for image folders, detection and your own data sets (default: on a GPU "
+        "the worker's CPUs minus one, at most 8; on CPU 0). The in-memory sets need none.",
+        entry=True,
+        metavar="N",
+    )
     precision: str = _field("fp32", f"One of: {_choices(catalog.PRECISIONS)}.", entry=True, choices=catalog.PRECISIONS)
     time_limit: int = _field(60, "Time limit: minutes, HH:MM:SS or D-HH:MM:SS.", flag="--time", metavar="TIME")
     partition: str | None = _field(None, "SLURM partition (default: the profile's).")
@@ -204,6 +211,10 @@ class JobSpec:
             value = getattr(self, name)
             if value is not None:
                 _positive(name.replace("_", "-"), value)
+        if self.loader_workers is not None and (
+            not isinstance(self.loader_workers, int) or isinstance(self.loader_workers, bool) or self.loader_workers < 0
+        ):
+            raise SpecError(f"invalid loader-workers: {self.loader_workers!r} (must be an integer >= 0)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise SpecError(f"invalid seed: {self.seed!r} (must be an integer >= 0)")
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:

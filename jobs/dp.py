@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hpc_dl.train import data, detection, models
+from hpc_dl.train import detection, loaders, models
 from hpc_dl.train.detection_train import DetectionDataParallel
 from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.setup import Setup, load_data
@@ -37,8 +37,9 @@ def _setup(cfg, job: Job, devices: int, ids: list[int] | None) -> Setup:
     model = nn.DataParallel(model, device_ids=ids)
     used = max(devices, 1)
     # the batch size is per device: DataParallel splits batch_size x devices
-    train, sampler = data.train_loader(ds, cfg.batch_size * used, 0, 1, cfg.seed, devices > 0)
-    test = data.test_loader(ds, cfg.batch_size * used, 0, 1, devices > 0)
+    dev, workers, size = job.env.device, cfg.loader_workers, cfg.batch_size * used
+    train, sampler = loaders.train_loader(ds, size, 0, 1, cfg.seed, dev, workers=workers)
+    test = loaders.test_loader(ds, size, 0, 1, dev, workers=workers)
     return Setup(ds, model, train, sampler, test)
 
 

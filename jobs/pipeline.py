@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
 
-from hpc_dl.train import data, models
+from hpc_dl.train import loaders, models
 from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.loop import Trainer
 from hpc_dl.train.setup import Setup, load_data
@@ -79,8 +79,8 @@ class PipelineTrainer(Trainer):
         self.optimizer.step()
         if not self.last:
             return 0.0, 0, 0
-        loss = float(torch.stack([x.detach() for x in losses]).mean()) * len(y)
-        return loss, int((out.argmax(1) == y).sum()), len(y)
+        loss = torch.stack([x.detach() for x in losses]).mean() * len(y)
+        return loss, (out.argmax(1) == y).sum(), len(y)
 
     def _eval_batch(self, x, y):
         """The batch through every stage; only the last stage counts it, so every image counts once."""
@@ -110,8 +110,9 @@ def body(job: Job) -> None:
     parts = split(layers(cfg.model, models.build(cfg.model, ds.num_classes)), env.world_size)
     stage = parts[env.rank].to(env.device)
     # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
-    train, sampler = data.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, env.device.type == "cuda", drop_last=True)
-    test = torch.utils.data.DataLoader(ds.test, batch_size=cfg.batch_size, drop_last=True, collate_fn=ds.collate)
+    dev, workers = env.device, cfg.loader_workers
+    train, sampler = loaders.train_loader(ds, cfg.batch_size, 0, 1, cfg.seed, dev, workers=workers, drop_last=True)
+    test = loaders.loader(ds.test, ds.collate, cfg.batch_size, dev, workers, drop_last=True)
     info = {
         "stages": env.world_size,
         "microbatches": cfg.microbatches or 4,

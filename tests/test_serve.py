@@ -251,3 +251,57 @@ def test_curves_per_epoch_from_rank_0s_events(tmp_path):
     ]
     run.rank_events(0).write_text("\n".join(json.dumps(x) for x in lines) + '\n{"event": "epoch_st')
     assert predict.curves(run) == [{"epoch": 1, "loss": 2.0, "accuracy": 0.5, "test_loss": 2.5, "test_accuracy": 0.4}]
+
+
+def make_detection_run(root: Path, run_id: str = "det-1") -> RunDir:
+    """A detection run folder with an untrained Faster R-CNN checkpoint, as Trainer.save_checkpoint writes it."""
+    from hpc_dl.train import detection
+
+    run = RunDir.create(root, "study", run_id)
+    spec = JobSpec(strategy="ddp", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", image_size=64)
+    run.spec.write_text(json.dumps(spec.to_dict()))
+    torch.manual_seed(0)
+    weights = detection.build_model(spec.model, 4, 64).state_dict()
+    state = {"model": weights, "optimizer": {}}
+    torch.save({"format": 1, "epoch": 1, "state": state, "history": [], "evals": []}, run.checkpoints / "last.pt")
+    return run
+
+
+def shapes_image(tmp_path: Path) -> Path:
+    from hpc_dl.train import shapes
+
+    root = tmp_path / "shapes"
+    shapes.generate(root, train=1, val=1, size=64, seed=0)
+    return next((root / "val2017").glob("*.jpg"))
+
+
+def test_a_detection_run_is_served_as_boxes_the_model_gives(tmp_path):
+    from hpc_dl.serve import detect
+
+    run = make_detection_run(tmp_path / "runs")
+    d = predict.load(run, device="cpu")
+    assert isinstance(d, detect.Detector) and d.task == "detection"
+    assert d.classes == ["rectangle", "ellipse", "triangle"] and (d.epoch, d.image_size) == (1, 64)
+    image = shapes_image(tmp_path)
+    (found,) = d.detect([image], threshold=0.0)
+    with torch.inference_mode():
+        (direct,) = d.model([d.tensor(image)])
+    assert [score for _, score, _ in found] == pytest.approx(direct["scores"].tolist())
+    torch.testing.assert_close(torch.tensor([box for _, _, box in found]), direct["boxes"])
+    names = {1: "rectangle", 2: "ellipse", 3: "triangle"}
+    assert [name for name, _, _ in found] == [names[k] for k in direct["labels"].tolist()]
+    assert d.detect([image], threshold=1.01) == [[]]
+    drawn = d.draw(image, found[:2])
+    assert drawn.size == (64, 64) and drawn.mode == "RGB"
+
+
+def test_curves_of_a_detection_run_show_map(tmp_path):
+    run = make_detection_run(tmp_path / "runs")
+    lines = [
+        {"event": "epoch_stop", "time": 1, "rank": 0, "epoch": 1, "loss": 2.0, "accuracy": None},
+        {"event": "eval", "time": 1, "rank": 0, "epoch": 1, "test_loss": None, "test_map": 0.25, "test_map50": 0.5},
+    ]
+    run.rank_events(0).write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert predict.curves(run) == [
+        {"epoch": 1, "loss": 2.0, "accuracy": None, "test_loss": None, "test_map": 0.25, "test_map50": 0.5}
+    ]

@@ -39,7 +39,8 @@ def _run_server(argv: list[str], what: str) -> int:
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one), cpu, cuda or cuda:N.")
 @runs_dir_option
 def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_dir: str | None) -> int:
-    """A web page that classifies uploaded images with RUN's checkpoint, beside its curves and spec."""
+    """A web page that classifies uploaded images with RUN's checkpoint (a detection run: draws the boxes it
+    finds), beside its curves and spec."""
     from .. import runs as runs_mod
     from ..serve import launch, predict
 

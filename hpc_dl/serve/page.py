@@ -1,4 +1,5 @@
-"""The Streamlit page `hpcdl serve RUN` starts: upload images, read the top-5 classes from the run's checkpoint.
+"""The Streamlit page `hpcdl serve RUN` starts: upload images, read the top-5 classes from the run's checkpoint
+(a detection run: the boxes it finds, drawn on each image, above a score threshold).
 
 It also shows where the checkpoint is, the loss and accuracy per epoch, and the run's spec. All the model
 work is hpc_dl.serve.predict's; this script only lays it out. Started as
@@ -25,11 +26,11 @@ def arguments(argv: list[str]) -> argparse.Namespace:
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint ...")
-def predictor(run: str, device: str) -> predict.Predictor:
+def predictor(run: str, device: str):
     return predict.load(run, device)
 
 
-def header(p: predict.Predictor) -> None:
+def header(p) -> None:
     spec = p.spec
     st.title(f"{spec['model']} on {spec['dataset']}")
     st.caption(
@@ -39,23 +40,48 @@ def header(p: predict.Predictor) -> None:
     st.markdown(f"Checkpoint: `{p.checkpoint}`")
 
 
-def predictions(p: predict.Predictor) -> None:
-    uploads = st.file_uploader(
-        f"Images to classify ({p.image_size}x{p.image_size} after resizing)",
-        type=list(predict.IMAGE_TYPES),
-        accept_multiple_files=True,
-    )
-    if not uploads:
-        st.info(
-            f"Upload one or more images; classes: {', '.join(p.classes[:12])}{' ...' if len(p.classes) > 12 else ''}"
-        )
+def uploads(p, label: str) -> list:
+    files = st.file_uploader(label, type=list(predict.IMAGE_TYPES), accept_multiple_files=True)
+    if not files:
+        shown = ", ".join(p.classes[:12]) + (" ..." if len(p.classes) > 12 else "")
+        st.info(f"Upload one or more images; classes: {shown}")
+    return files or []
+
+
+def detections(p) -> None:
+    files = uploads(p, f"Images to search for objects (the model resizes them to {p.image_size} px on the short side)")
+    threshold = st.slider("score threshold", 0.05, 1.0, 0.5, 0.05)
+    if not files:
         return
     try:
-        answers = p.top5(uploads)
+        found = p.detect(files, threshold)
     except HpcdlError as exc:
         st.error(str(exc))
         return
-    for i, (upload, top) in enumerate(zip(uploads, answers, strict=True)):
+    for i, (upload, boxes) in enumerate(zip(files, found, strict=True)):
+        with st.container(key=f"prediction-{i}", border=True):
+            left, right = st.columns([1, 2])
+            left.image(p.draw(upload, boxes), width=320)
+            name = upload.name.replace("*", "\\*").replace("_", "\\_")
+            right.markdown(f"{len(boxes)} object(s) in {name} with a score of at least {threshold:.2f}")
+            if boxes:
+                rows = [(c, f"{q:.1%}", ", ".join(f"{v:.0f}" for v in b)) for c, q, b in boxes]
+                right.table(pd.DataFrame(rows, columns=["category", "score", "box (x1, y1, x2, y2)"]))
+
+
+def predictions(p) -> None:
+    if p.task == "detection":
+        detections(p)
+        return
+    files = uploads(p, f"Images to classify ({p.image_size}x{p.image_size} after resizing)")
+    if not files:
+        return
+    try:
+        answers = p.top5(files)
+    except HpcdlError as exc:
+        st.error(str(exc))
+        return
+    for i, (upload, top) in enumerate(zip(files, answers, strict=True)):
         with st.container(key=f"prediction-{i}", border=True):
             left, right = st.columns([1, 3])
             left.image(upload, width=160)
@@ -65,7 +91,7 @@ def predictions(p: predict.Predictor) -> None:
             right.table(table.set_index("class"))
 
 
-def history(p: predict.Predictor) -> None:
+def history(p) -> None:
     rows = predict.curves(p.run)
     st.subheader("Training curves")
     if not rows:
@@ -75,8 +101,12 @@ def history(p: predict.Predictor) -> None:
     loss, acc = st.columns(2)
     loss.caption("loss per epoch")
     loss.line_chart(df[[c for c in ("loss", "test_loss") if c in df]])
-    acc.caption("accuracy per epoch")
-    acc.line_chart(df[[c for c in ("accuracy", "test_accuracy") if c in df]])
+    if p.task == "detection":
+        acc.caption("COCO mAP per epoch (AP@[.5:.95] and AP50 on the test images)")
+        acc.line_chart(df[[c for c in ("test_map", "test_map50") if c in df]])
+    else:
+        acc.caption("accuracy per epoch")
+        acc.line_chart(df[[c for c in ("accuracy", "test_accuracy") if c in df]])
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""A run's checkpoint as a classifier: `load(run) -> Predictor`, `Predictor.top5(images)`.
+"""A run's checkpoint as a classifier: `load(run) -> Predictor`, `Predictor.top5(images)` (a detection run's
+as a box detector: serve/detect.py).
 
 The model is built by hpc_dl.train.models from the run's spec and gets the checkpoint's plain state_dict
 (checkpoints/last.pt, written by Trainer.save_checkpoint: state["model"]). ddp, dp, fsdp (gathered in
@@ -118,6 +119,8 @@ def open_image(image: Any, name: str = "image"):
     if isinstance(image, Image.Image):
         return image
     source = io.BytesIO(image) if isinstance(image, bytes) else image
+    if hasattr(source, "seek"):  # a file object read before (an upload the page shows, then predicts on)
+        source.seek(0)
     try:
         opened = Image.open(source)
         opened.load()
@@ -136,6 +139,7 @@ class Predictor:
     preprocess: Callable
     epoch: int
     image_size: int
+    task: str = "classification"
 
     @property
     def checkpoint(self) -> Path:
@@ -184,14 +188,19 @@ def _device(name: str):
     return torch.device(name)
 
 
-def load(run: RunDir | str | Path, device: str = "auto") -> Predictor:
-    """The run (a RunDir, folder, id or unique prefix) as a Predictor on `device` (auto: a GPU if there is one)."""
+def load(run: RunDir | str | Path, device: str = "auto"):
+    """The run (a RunDir, folder, id or unique prefix) as a Predictor on `device` (auto: a GPU if there is
+    one); a detection run as a detect.Detector."""
     from .. import catalog
     from ..train import data, models
 
     run = run if isinstance(run, RunDir) else resolve(str(run))
     spec = check(run)
     weights, epoch = _weights(run)
+    if getattr(catalog.MODELS.get(spec["model"]), "task", None) == "detection":
+        from . import detect
+
+        return detect.load(run, spec, weights, epoch, _device(device))
     head = [v for v in weights.values() if getattr(v, "ndim", 0) == 2]  # the last linear layer: (classes, features)
     count = head[-1].shape[0] if head else catalog.DATASETS[spec["dataset"]].classes or 10
     model = models.build(spec["model"], count)
@@ -209,14 +218,17 @@ def load(run: RunDir | str | Path, device: str = "auto") -> Predictor:
     )
 
 
+CURVES = {"epoch_stop": ("loss", "accuracy"), "eval": ("test_loss", "test_accuracy", "test_map", "test_map50")}
+
+
 def curves(run: RunDir) -> list[dict]:
-    """Per epoch: loss, accuracy, test_loss, test_accuracy (rank 0's events)."""
+    """Per epoch: loss, accuracy, test_loss, test_accuracy, and a detector's test_map and test_map50 (rank 0's
+    events; a key the run's events lack is left out)."""
     events, _ = read_rank(run.rank_events(0))
     rows: dict[int, dict] = {}
     for e in events:
         if e["event"] not in ("epoch_stop", "eval") or not isinstance(e.get("epoch"), int):
             continue
         row = rows.setdefault(e["epoch"], {"epoch": e["epoch"]})
-        keys = ("loss", "accuracy") if e["event"] == "epoch_stop" else ("test_loss", "test_accuracy")
-        row.update({k: e.get(k) for k in keys})
+        row.update({k: e[k] for k in CURVES[e["event"]] if k in e})
     return [rows[k] for k in sorted(rows)]

@@ -1,4 +1,4 @@
-"""Datasets by name (see catalog.DATASETS), shaped for a model, and their distributed loaders.
+"""Datasets by name (see catalog.DATASETS), shaped for a model (loaders.py batches them).
 
 Nothing is ever downloaded: Fashion-MNIST comes from the Debian package dataset-fashion-mnist (or
 --data-root), digits from scikit-learn, synthetic is generated; mnist, cifar10 and imagefolder must already
@@ -6,7 +6,8 @@ be under --data-root.
 
 The small sets (fashion-mnist, mnist, cifar10, digits, synthetic) are decoded once into uint8 tensors in
 memory, at their native size; a batch is resized, channel-converted and normalised as one tensor
-(Batcher, the loaders' collate function), not item by item through PIL. imagefolder stays per item.
+(Batcher), not item by item through PIL; loaders.py does that on the training device. imagefolder stays
+per item, decoded by DataLoader workers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import Dataset, Subset
 
 from .. import byo, catalog
 
@@ -97,15 +97,18 @@ class Batcher:
     std: float
 
     def __call__(self, items):
-        x = torch.stack([im for im, _ in items]).float().div_(255.0)
-        y = torch.tensor([label for _, label in items])
+        return self.shape(torch.stack([im for im, _ in items])), torch.tensor([label for _, label in items])
+
+    def shape(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> the model's float input, on the images' device."""
+        x = images.float().div_(255.0)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
         if x.shape[1] == 1 and self.channels == 3:
             x = x.expand(-1, 3, -1, -1)
         elif x.shape[1] == 3 and self.channels == 1:
-            x = (x * GRAY).sum(1, keepdim=True)
-        return x.sub(self.mean).div_(self.std).contiguous(), y
+            x = (x * GRAY.to(x.device)).sum(1, keepdim=True)
+        return x.sub(self.mean).div_(self.std).contiguous()
 
 
 def prepare_fashion_mnist() -> Path:
@@ -266,27 +269,3 @@ _READERS = {
     "synthetic": _synthetic,
     "imagefolder": _imagefolder,
 }
-
-
-def train_loader(
-    data: Data, batch_size: int, rank: int, world_size: int, seed: int, pin: bool, drop_last: bool = False
-):
-    sampler = DistributedSampler(data.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    loader = DataLoader(
-        data.train,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=0,
-        pin_memory=pin,
-        drop_last=drop_last,
-        collate_fn=data.collate,
-    )
-    return loader, sampler
-
-
-def test_loader(data: Data, batch_size: int, rank: int, world_size: int, pin: bool):
-    """Each rank evaluates every world_size-th test image: no padding, so counts and accuracy are exact."""
-    shard = Subset(data.test, range(rank, len(data.test), world_size))
-    return DataLoader(
-        shard, batch_size=batch_size, shuffle=False, num_workers=0, pin_memory=pin, collate_fn=data.collate
-    )

@@ -159,14 +159,16 @@ def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
     return model
 
 
-def loaders(ds: DetectionData, batch_size: int, rank: int, world_size: int, seed: int, pin: bool):
-    """(train loader, its sampler, test loader): this rank's shard of each, batches via `collate`.
-    Each rank evaluates every world_size-th test image, so together they cover the set exactly once."""
+def make_loaders(ds: DetectionData, batch_size: int, rank: int, world_size: int, seed: int, device, workers):
+    """(train loader, its sampler, test loader): this rank's shard of each, batches via `collate`, decoded
+    by `workers` DataLoader processes (loaders.loader). Each rank evaluates every world_size-th test image,
+    so together they cover the set exactly once."""
+    from .loaders import loader
+
     sampler = DistributedSampler(ds.train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-    train = DataLoader(ds.train, batch_size=batch_size, sampler=sampler, collate_fn=collate, pin_memory=pin)
+    train = loader(ds.train, collate, batch_size, device, workers, sampler)
     shard = Subset(ds.test, range(rank, len(ds.test), world_size))
-    test = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate, pin_memory=pin)
-    return train, sampler, test
+    return train, sampler, loader(shard, collate, batch_size, device, workers)
 
 
 def setup(cfg, env, batch_size: int | None = None, rank: int | None = None, world_size: int | None = None):
@@ -179,8 +181,8 @@ def setup(cfg, env, batch_size: int | None = None, rank: int | None = None, worl
     model = build_model(cfg.model, ds.num_classes, ds.image_size).to(env.device)
     rank = env.rank if rank is None else rank
     world_size = env.world_size if world_size is None else world_size
-    pin = env.device.type == "cuda"
-    train, sampler, test = loaders(ds, batch_size or cfg.batch_size, rank, world_size, cfg.seed, pin)
+    size, workers = batch_size or cfg.batch_size, cfg.loader_workers
+    train, sampler, test = make_loaders(ds, size, rank, world_size, cfg.seed, env.device, workers)
     return Setup(ds, model, train, sampler, test, task="detection")
 
 

@@ -78,20 +78,19 @@ def gather_rows(env, rows: list[list[float]]) -> list[list[float]]:
 class DetectionTrainer(Trainer):
     """The shared loop with a detector's step and COCO evaluation."""
 
-    def _run_batch(self, images: Images, targets: Targets) -> tuple[float, int, int]:
-        t0 = time.perf_counter()
+    def _run_batch(self, images: Images, targets: Targets) -> tuple:
+        marks = [self.clock.mark()]
         self.optimizer.zero_grad()
         with self.autocast():
             loss = sum(self.model(images, targets).values())
-        t1 = time.perf_counter()
+        marks.append(self.clock.mark())
         self.scaler.scale(loss).backward()
-        t2 = time.perf_counter()
+        marks.append(self.clock.mark())
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.phases["forward"] += t1 - t0
-        self.phases["backward"] += t2 - t1
-        self.phases["optimizer"] += time.perf_counter() - t2
-        return float(loss.detach()) * len(images), 0, len(images)
+        marks.append(self.clock.mark())
+        self.clock.step(self.phases, tuple(marks))
+        return loss.detach() * len(images), 0, len(images)
 
     def _epoch_stats(self, epoch: int, acc: dict, rank_time: float) -> dict:
         stats = super()._epoch_stats(epoch, acc, rank_time)
@@ -105,6 +104,23 @@ class DetectionTrainer(Trainer):
             "time_per_iteration(s)": seconds / iterations if iterations else None,
             "throughput(images/s)": stats["throughput(samples/s)"],
         }
+
+    def _log_epoch(self, stats: dict) -> None:
+        self.events.log.info(
+            "epoch %d/%d: %.2f s, %.1f images/s, %.3f s/iteration, loss %.4f",
+            stats["epoch"],
+            self.cfg.epochs,
+            stats["time(s)"],
+            stats["throughput(samples/s)"] or 0,
+            stats["time_per_iteration(s)"] or 0,
+            stats["loss"] or 0,
+        )
+
+    def _log_eval(self, record: dict) -> None:
+        values = [record.get(k) or 0.0 for k in MAP_KEYS]
+        self.events.log.info(
+            "eval %d: mAP %.4f, AP50 %.4f, AP75 %.4f on %d images", record["epoch"], *values, record["test_samples"]
+        )
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
@@ -121,7 +137,6 @@ class DetectionTrainer(Trainer):
         scores = coco_map(unwrap_coco(self.test_loader).ground_truth(), rows) if self.env.is_main else {}
         shared = self.env.all_reduce([scores.get(k) if scores.get(k) is not None else -1.0 for k in MAP_KEYS], "max")
         record = {k: (v if v >= 0 else None) for k, v in zip(MAP_KEYS, shared, strict=True)}
-        self.events.log.info("eval %d: mAP %.4f, AP50 %.4f, AP75 %.4f on %d images", epoch, *shared, int(total))
         return {
             "epoch": epoch,
             "test_loss": None,

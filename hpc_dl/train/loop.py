@@ -30,6 +30,8 @@ from . import preempt
 from .config import TrainConfig
 from .env import DistEnv
 from .events import Events
+from .loaders import describe
+from .phases import PhaseClock
 from .setup import make_scheduler
 from .tracking import Tracker
 
@@ -62,27 +64,27 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dev, enabled=self.amp and self.cfg.precision == "fp16")
         self.history: list[dict] = []
         self.phases: dict[str, float] = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+        self.clock = PhaseClock(self.env.device)
         self.resume: dict | None = None  # a checkpoint's cut-short epoch (preempt), until it is resumed
         self.partial: dict | None = None  # where this attempt stopped mid-epoch, for its checkpoint
 
     # -- one step
-    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
-        """One step; returns (summed loss, correct predictions, samples this rank counts)."""
-        t0 = time.perf_counter()
+    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """One step; returns (summed loss, correct predictions, samples this rank counts). Loss and correct
+        stay on the device (tensors): the loop adds them up there and reads them once (`_read_sums`)."""
+        marks = [self.clock.mark()]
         self.optimizer.zero_grad()
         with self.autocast():
             out = self.model(x)
             loss = self.loss_fn(out, y)
-        t1 = time.perf_counter()
+        marks.append(self.clock.mark())
         self.scaler.scale(loss / len(y)).backward()  # with DDP, FSDP or Horovod this includes their communication
-        t2 = time.perf_counter()
+        marks.append(self.clock.mark())
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        phases = self.phases
-        phases["forward"] += t1 - t0
-        phases["backward"] += t2 - t1
-        phases["optimizer"] += time.perf_counter() - t2
-        return float(loss.detach()), int((out.argmax(1) == y).sum()), len(y)
+        marks.append(self.clock.mark())
+        self.clock.step(self.phases, tuple(marks))
+        return loss.detach(), (out.argmax(1) == y).sum(), len(y)
 
     def _run_epoch(self, epoch: int, resume: dict | None = None) -> dict | None:
         """One epoch (or the rest of one cut short: `resume`); None when the ranks stopped mid-epoch on
@@ -102,24 +104,33 @@ class Trainer:
             next(batches)
         if mine:
             preempt.set_rng_state(mine["rng_now"])
+        sums = torch.tensor([acc["loss"], acc["correct"]], dtype=torch.float64, device=self.env.device)
         start = time.perf_counter() - acc["elapsed"]
         fetch = time.perf_counter()
         for step, (x, y) in enumerate(batches, start=done + 1):
             x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
             acc["data"] += time.perf_counter() - fetch
             batch_loss, batch_correct, counted = self._run_batch(x, y)
-            acc["loss"] += batch_loss
-            acc["correct"] += batch_correct
+            sums[0] += batch_loss
+            sums[1] += batch_correct
             acc["samples"] += counted
             if step % preempt.CHECK_EVERY == 0 and self.stop_requested():
+                self._read_sums(acc, sums)
                 acc["elapsed"] = time.perf_counter() - start
                 mine = {"acc": acc, "rng_epoch": rng_epoch, "rng_now": preempt.rng_state()}
                 self.partial = {"epoch": epoch, "step": step, "ranks": preempt.gather_ranks(self.env, mine)}
                 return None
             fetch = time.perf_counter()
+        self._read_sums(acc, sums)
+        return self._epoch_stats(epoch, acc, time.perf_counter() - start)
+
+    def _read_sums(self, acc: dict, sums: torch.Tensor) -> None:
+        """The one wait on the device: its running sums and phase timers into this rank's accumulators."""
         if self.env.device.type == "cuda":
             torch.cuda.synchronize(self.env.device)
-        return self._epoch_stats(epoch, acc, time.perf_counter() - start)
+        self.clock.settle(self.phases)
+        loss, correct = sums.tolist()
+        acc["loss"], acc["correct"] = loss, int(round(correct))
 
     def _epoch_stats(self, epoch: int, acc: dict, rank_time: float) -> dict:
         g_loss, g_correct, g_samples = self.env.all_reduce([acc["loss"], acc["correct"], acc["samples"]])
@@ -129,10 +140,10 @@ class Trainer:
             "time(s)": g_time,
             "rank_time(s)": rank_time,
             "rank_data_time(s)": acc["data"],
-            # on CPU the phase timers are exact; on a GPU they time the launches (kernels run asynchronously), and
-            # strategies with their own step (pipeline, horovod accumulation) do not fill them: then null
+            # host clock on CPU, CUDA events on a GPU (phases.py); strategies with their own step (pipeline,
+            # horovod accumulation) do not fill them: then null
             **{
-                f"rank_{name}_time(s)": (value if self.env.device.type == "cpu" and any(self.phases.values()) else None)
+                f"rank_{name}_time(s)": (value if any(self.phases.values()) else None)
                 for name, value in self.phases.items()
             },
             "samples": int(g_samples),
@@ -189,6 +200,7 @@ class Trainer:
             "device_name": self.env.device_name(),
             "backend": self.env.backend,
             "threads": torch.get_num_threads(),
+            **describe(self.train_loader),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "launcher": os.environ.get("HPCDL_LAUNCHER"),
@@ -327,23 +339,29 @@ class Trainer:
         self.save_checkpoint(epoch, evals)
         self.tracker.epoch(stats, last_eval, lr)
         self.events.emit("epoch_stop", **stats)
+        self._log_epoch(stats)
+        self.events.emit("eval", **last_eval)
+        self._log_eval(last_eval)
+        return last_eval
+
+    def _log_epoch(self, stats: dict) -> None:
         self.events.log.info(
             "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
-            epoch,
+            stats["epoch"],
             self.cfg.epochs,
             stats["time(s)"],
             stats["throughput(samples/s)"] or 0,
             stats["loss"] or 0,
             stats["accuracy"] or 0,
         )
-        self.events.emit("eval", **last_eval)
+
+    def _log_eval(self, record: dict) -> None:
         self.events.log.info(
             "eval %d: test accuracy %.4f on %d images",
-            epoch,
-            last_eval["test_accuracy"] or 0,
-            last_eval["test_samples"],
+            record["epoch"],
+            record["test_accuracy"] or 0,
+            record["test_samples"],
         )
-        return last_eval
 
     def _stop_for_requeue(self, epoch: int, elapsed: float, mid_epoch: bool = False) -> dict:
         where = f"at step {self.partial['step']} of epoch {epoch}" if mid_epoch else f"after epoch {epoch}"

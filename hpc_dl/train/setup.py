@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import data, detection, models
+from . import data, detection, loaders, models
 from .config import TrainConfig
 from .env import DistEnv
 
@@ -31,9 +31,9 @@ def setup(cfg: TrainConfig, env: DistEnv, model: nn.Module | None = None, ds: da
         ds = load_data(cfg)
     if model is None:
         model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size).to(env.device)
-    pin = env.device.type == "cuda"
-    train, sampler = data.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, pin)
-    test = data.test_loader(ds, cfg.batch_size, env.rank, env.world_size, pin)
+    dev, workers = env.device, cfg.loader_workers
+    train, sampler = loaders.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, dev, workers=workers)
+    test = loaders.test_loader(ds, cfg.batch_size, env.rank, env.world_size, dev, workers=workers)
     return Setup(ds, model, train, sampler, test)
 
 
