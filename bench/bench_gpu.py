@@ -4,9 +4,9 @@
         [--samples 4096] [--batch 64] [--epochs 3] [--repeats 1]
 
 For each case (model:image size:precision): samples/s of `python -m hpc_dl.jobs.ddp` with 1 worker under
-torchrun (synthetic data, its own loader), and of a bare loop in this process with the same model, batch,
-optimizer and precision (bf16: autocast) over images generated once on the device: no loader, no host
-copies, nothing of hpcdl's data code. Epoch 1 is warm-up and not timed in either. The ratio entrypoint /
+torchrun (synthetic data, its own loader), and of a bare DDP loop (a one-rank group) in this process with
+the same model, batch, optimizer and precision (bf16: autocast) over images generated once on the device:
+no loader, no host copies, nothing of hpcdl's data code. Epoch 1 is warm-up and not timed in either. The ratio entrypoint /
 bare is what the input pipeline and the loop's bookkeeping cost. Runs on a GPU where there is one (cuda:0),
 on the CPU otherwise (one thread each, as a CPU worker runs). Prints Markdown for BENCHMARKS.md.
 """
@@ -46,11 +46,24 @@ def entrypoint_rate(case: tuple[str, int, str], args, env: dict, tmp: Path, i: i
     return statistics.mean(e["throughput(samples/s)"] for e in events if e["event"] == "epoch_stop" and e["epoch"] > 1)
 
 
+def _group(device: torch.device) -> None:
+    """A one-rank process group in this process, so the bare loop is DDP as the entrypoint's is."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        store = dist.HashStore()
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=0, world_size=1)
+
+
 def bare_rate(case: tuple[str, int, str], args, device: torch.device) -> float:
-    """The same training on images already on the device, in batches sliced from one tensor."""
+    """The same DDP training on images already on the device, in batches sliced from one tensor."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
     model_name, size, precision = case
     torch.manual_seed(0)
+    _group(device)
     model = models.build(model_name, 10).to(device).train()
+    model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     images = torch.rand(args.samples, CHANNELS[model_name], size, size, device=device)
     labels = torch.randint(0, 10, (args.samples,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -263,6 +263,11 @@ class JobSpec:
         if self.strategy not in catalog.DETECTION_STRATEGIES:
             allowed = ", ".join(catalog.DETECTION_STRATEGIES[:-1]) + " or " + catalog.DETECTION_STRATEGIES[-1]
             raise SpecError(f"strategy {self.strategy!r} cannot train detection model {self.model!r} (use {allowed})")
+        if (self.backward_passes or 1) > 1:
+            raise SpecError(
+                f"--backward-passes does not apply to detection model {self.model!r} "
+                "(horovod accumulates gradients for classification only; raise --batch-size instead)"
+            )
 
     def _validate_script(self) -> None:
         """--script runs your training: the flags of hpcdl's own training would contradict it."""

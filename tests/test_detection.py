@@ -108,6 +108,16 @@ def test_strategies_that_cannot_train_a_detector(strategy):
     )
 
 
+def test_horovod_gradient_accumulation_is_refused_for_a_detector():
+    with pytest.raises(SpecError) as err:
+        JobSpec(strategy="horovod", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", backward_passes=2)
+    assert str(err.value) == (
+        "--backward-passes does not apply to detection model 'fasterrcnn_mobilenet_v3_large_fpn' "
+        "(horovod accumulates gradients for classification only; raise --batch-size instead)"
+    )
+    JobSpec(strategy="horovod", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", backward_passes=1)
+
+
 def test_detector_needs_detection_data_and_the_cli_says_so(hpcdl):
     result = hpcdl("submit", "--profile", "local", "--strategy", "psgd", "--model", "fasterrcnn_resnet50_fpn",
                    "--dataset", "coco", "--dry-run")  # fmt: skip
