@@ -6,9 +6,9 @@
 For each case (model:image size:precision): samples/s of `python -m hpc_dl.jobs.ddp` with 1 worker under
 torchrun (synthetic data, its own loader), and of a bare DDP loop (a one-rank group) in this process with
 the same model, batch, optimizer and precision (bf16: autocast) over images generated once on the device:
-no loader, no host copies, nothing of hpcdl's data code. Epoch 1 is warm-up and not timed in either. The ratio entrypoint /
-bare is what the input pipeline and the loop's bookkeeping cost. Runs on a GPU where there is one (cuda:0),
-on the CPU otherwise (one thread each, as a CPU worker runs). Prints Markdown for BENCHMARKS.md.
+no loader, no host copies, nothing of hpcdl's data code. Epoch 1 is warm-up and not timed in either. The
+ratio entrypoint / bare is what the input pipeline and the loop's bookkeeping cost. Runs on a GPU where
+there is one (cuda:0), on the CPU otherwise (one thread each, as a CPU worker runs). Prints Markdown for BENCHMARKS.md.
 """
 
 from __future__ import annotations
