@@ -1,16 +1,13 @@
 """The one training loop every entrypoint shares: _run_batch, _run_epoch, evaluate, train.
 
-A strategy hands in its wrapped model and optimizer; the loop times each epoch, splits it into data
-wait and compute, all-reduces [sum, count] metrics across ranks, and writes the events. Throughput is
-the global sample count over the slowest rank's epoch time, never rank 0 x N.
+A strategy hands in its wrapped model and optimizer; the loop times each epoch (data wait and the phases,
+phases.py), sums loss and correct counts on the device, all-reduces them once per epoch and writes the
+events. Throughput is the global sample count over the slowest rank's epoch time, never rank 0 x N.
 
-Checkpoints and requeue: after every epoch rank 0 saves checkpoints/last.pt (atomically) with the
-model, optimizer, scaler and the epochs' records, then the ranks log the epoch. A run that starts with a
-checkpoint resumes after its last epoch (and logs any epoch the checkpoint holds that the log lacks),
-so every epoch is logged exactly once however often the job is requeued. An epoch cut short is run
-again from its start. At each epoch end the ranks agree (one all-reduce) whether a stop was requested
-(RunDir.stop, written by the job wrapper before the time limit); if so they stop cleanly with
-run_stop status "requeue", and the wrapper requeues the job.
+Checkpoints and requeue: after every epoch rank 0 saves checkpoints/last.pt (atomically); every
+HPCDL_STOP_CHECK_STEPS steps the ranks agree (one all-reduce) whether a stop was requested (RunDir.stop,
+or SIGTERM) and, if so, save a step checkpoint (preempt.py) and stop with run_stop status "requeue". A
+resumed run continues at that step and logs every epoch exactly once however often it is requeued.
 """
 
 from __future__ import annotations
@@ -344,24 +341,14 @@ class Trainer:
         self._log_eval(last_eval)
         return last_eval
 
-    def _log_epoch(self, stats: dict) -> None:
-        self.events.log.info(
-            "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f",
-            stats["epoch"],
-            self.cfg.epochs,
-            stats["time(s)"],
-            stats["throughput(samples/s)"] or 0,
-            stats["loss"] or 0,
-            stats["accuracy"] or 0,
-        )
+    def _log_epoch(self, s: dict) -> None:
+        values = (s["time(s)"], s["throughput(samples/s)"] or 0, s["loss"] or 0, s["accuracy"] or 0)
+        line = "epoch %d/%d: %.2f s, %.1f samples/s, loss %.4f, accuracy %.4f"
+        self.events.log.info(line, s["epoch"], self.cfg.epochs, *values)
 
-    def _log_eval(self, record: dict) -> None:
-        self.events.log.info(
-            "eval %d: test accuracy %.4f on %d images",
-            record["epoch"],
-            record["test_accuracy"] or 0,
-            record["test_samples"],
-        )
+    def _log_eval(self, r: dict) -> None:
+        line = "eval %d: test accuracy %.4f on %d images"
+        self.events.log.info(line, r["epoch"], r["test_accuracy"] or 0, r["test_samples"])
 
     def _stop_for_requeue(self, epoch: int, elapsed: float, mid_epoch: bool = False) -> dict:
         where = f"at step {self.partial['step']} of epoch {epoch}" if mid_epoch else f"after epoch {epoch}"
