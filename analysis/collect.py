@@ -302,7 +302,8 @@ def breakdown_markdown(b: pd.DataFrame | None) -> list[str]:
     lines.append(
         "- communication: the backward pass's extra time per sample over the baseline point (the gradient "
         "all-reduce that the backward computation does not hide); other: waiting for the slowest rank and "
-        "bookkeeping. Timed on CPU workers; strategies with their own step (pipeline) are not split."
+        "bookkeeping. Timed with the host clock on CPU workers and with CUDA events on GPUs; strategies with "
+        "their own step (pipeline) are not split."
     )
     bound = b[b["bound"] != "compute"]
     for r in bound.itertuples():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# tag -> key in the epoch_stop record (Trainer._run_epoch); phases are None where not timed (GPUs)
+# tag -> key in the epoch_stop record (Trainer._run_epoch); phases are None where not timed (own-step strategies)
 EPOCH_SCALARS = {
     "train/loss": "loss",
     "train/accuracy": "accuracy",
