@@ -48,7 +48,9 @@ class Detector:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run.checkpoints / "last.pt"
+        from .predict import checkpoint_path
+
+        return checkpoint_path(self.run)
 
     @property
     def classes(self) -> list[str]:
