@@ -48,25 +48,31 @@ def uploads(p, label: str) -> list:
     return files or []
 
 
+def answered(files: list, ask, widths: list[int]):
+    """Each upload with the model's answer (`ask(files)`), in a bordered box of its own: (upload, answer,
+    left column, right column, the upload's name escaped for Markdown). A bad upload is one error line."""
+    try:
+        answers = ask(files)
+    except HpcdlError as exc:
+        st.error(str(exc))
+        return
+    for i, (upload, answer) in enumerate(zip(files, answers, strict=True)):
+        with st.container(key=f"prediction-{i}", border=True):
+            left, right = st.columns(widths)
+            yield upload, answer, left, right, upload.name.replace("*", "\\*").replace("_", "\\_")
+
+
 def detections(p) -> None:
     files = uploads(p, f"Images to search for objects (the model resizes them to {p.image_size} px on the short side)")
     threshold = st.slider("score threshold", 0.05, 1.0, 0.5, 0.05)
     if not files:
         return
-    try:
-        found = p.detect(files, threshold)
-    except HpcdlError as exc:
-        st.error(str(exc))
-        return
-    for i, (upload, boxes) in enumerate(zip(files, found, strict=True)):
-        with st.container(key=f"prediction-{i}", border=True):
-            left, right = st.columns([1, 2])
-            left.image(p.draw(upload, boxes), width=320)
-            name = upload.name.replace("*", "\\*").replace("_", "\\_")
-            right.markdown(f"{len(boxes)} object(s) in {name} with a score of at least {threshold:.2f}")
-            if boxes:
-                rows = [(c, f"{q:.1%}", ", ".join(f"{v:.0f}" for v in b)) for c, q, b in boxes]
-                right.table(pd.DataFrame(rows, columns=["category", "score", "box (x1, y1, x2, y2)"]))
+    for upload, boxes, left, right, name in answered(files, lambda f: p.detect(f, threshold), [1, 2]):
+        left.image(p.draw(upload, boxes), width=320)
+        right.markdown(f"{len(boxes)} object(s) in {name} with a score of at least {threshold:.2f}")
+        if boxes:
+            rows = [(c, f"{q:.1%}", ", ".join(f"{v:.0f}" for v in b)) for c, q, b in boxes]
+            right.table(pd.DataFrame(rows, columns=["category", "score", "box (x1, y1, x2, y2)"]))
 
 
 def predictions(p) -> None:
@@ -76,19 +82,11 @@ def predictions(p) -> None:
     files = uploads(p, f"Images to classify ({p.image_size}x{p.image_size} after resizing)")
     if not files:
         return
-    try:
-        answers = p.top5(files)
-    except HpcdlError as exc:
-        st.error(str(exc))
-        return
-    for i, (upload, top) in enumerate(zip(files, answers, strict=True)):
-        with st.container(key=f"prediction-{i}", border=True):
-            left, right = st.columns([1, 3])
-            left.image(upload, width=160)
-            name = upload.name.replace("*", "\\*").replace("_", "\\_")
-            right.markdown(f"prediction for {name}: **{top[0][0]}** ({top[0][1]:.1%})")
-            table = pd.DataFrame({"class": [c for c, _ in top], "probability": [f"{q:.1%}" for _, q in top]})
-            right.table(table.set_index("class"))
+    for upload, top, left, right, name in answered(files, p.top5, [1, 3]):
+        left.image(upload, width=160)
+        right.markdown(f"prediction for {name}: **{top[0][0]}** ({top[0][1]:.1%})")
+        table = pd.DataFrame({"class": [c for c, _ in top], "probability": [f"{q:.1%}" for _, q in top]})
+        right.table(table.set_index("class"))
 
 
 def history(p) -> None:
