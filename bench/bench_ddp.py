@@ -50,32 +50,26 @@ def train_args(args) -> list[str]:
     ]
 
 
-def entrypoint_rate(workers: int, args, env: dict, tmp: Path, i: int) -> float:
-    run = RunDir(tmp / f"entry-{workers}-{i}")
-    torchrun(workers, ["-m", "hpc_dl.jobs.ddp", "--run-dir", str(run.path), *train_args(args)], env)
+def entrypoint_rate(workers: int, entry_args: list[str], env: dict, run: RunDir) -> float:
+    """samples/s of hpc_dl.jobs.ddp under torchrun, from rank 0's events (epoch 1 untimed)."""
+    torchrun(workers, ["-m", "hpc_dl.jobs.ddp", "--run-dir", str(run.path), *entry_args], env)
     events, _ = read_rank(run.rank_events(0))
     rates = [e["throughput(samples/s)"] for e in events if e["event"] == "epoch_stop" and e["epoch"] > 1]
     return statistics.mean(rates)
 
 
-def bare_rate(workers: int, args, env: dict) -> float:
-    out = torchrun(
-        workers,
-        [
-            str(HERE / "bare_ddp.py"),
-            "--model",
-            args.model,
-            "--train-samples",
-            str(args.samples),
-            "--batch-size",
-            str(args.batch),
-            "--epochs",
-            str(args.epochs),
-        ],
-        env,
-    )
+def bare_rate(workers: int, bare_args: list[str], env: dict) -> float:
+    """samples/s of bench/bare_ddp.py under torchrun (epoch 1 untimed)."""
+    out = torchrun(workers, [str(HERE / "bare_ddp.py"), *bare_args], env)
     line = next(x for x in out.splitlines() if x.startswith("BARE "))
     return statistics.mean(json.loads(line[5:])["throughput"])
+
+
+def bare_args(args) -> list[str]:
+    """bare_ddp.py's options for the same model, data size, batch and epochs as train_args."""
+    return [f"--model={args.model}", f"--train-samples={args.samples}", f"--batch-size={args.batch}"] + [
+        f"--epochs={args.epochs}"
+    ]
 
 
 def main() -> None:
@@ -101,8 +95,8 @@ def entrypoint_overhead(args, env: dict, tmp: Path) -> None:
     """Section 1: the entrypoint against the bare loop, 2 workers."""
     entry, bare = [], []
     for i in range(args.repeats):  # interleaved, so drift in the machine hits both alike
-        bare.append(bare_rate(2, args, env))
-        entry.append(entrypoint_rate(2, args, env, tmp, i))
+        bare.append(bare_rate(2, bare_args(args), env))
+        entry.append(entrypoint_rate(2, train_args(args), env, RunDir(tmp / f"entry-2-{i}")))
     me, mb = statistics.median(entry), statistics.median(bare)
     print("\n## 1. hpc_dl.jobs.ddp vs a bare DDP loop (2 workers)")
     print("| loop | samples/s (median) | all repeats |")

@@ -3,10 +3,13 @@
     python -m hpc_dl.train.shapes --out DIR --train 512 --val 128 [--size 128] [--seed 0]
 
 writes the standard layout, `DIR/annotations/instances_{train,val}2017.json` and
-`DIR/{train,val}2017/*.jpg`, with 1-3 shapes per image on a noisy background, boxes `[x, y, w, h]` in
-pixels (COCO's format), categories 1 rectangle, 2 ellipse, 3 triangle. The colours are random, so a
-detector has to learn the shapes. Without --data-root the `coco` data set makes one such set once in
-the data cache (`ensure_default`), the way Fashion-MNIST is unpacked there.
+`DIR/{train,val}2017/*.jpg`, with 1-3 shapes per image on a noisy grey background, boxes `[x, y, w, h]`
+in pixels (COCO's format), categories 1 rectangle, 2 ellipse, 3 triangle. Each category has its own hue
+(reddish, greenish, bluish, with random shade), so an untrained detector learns to tell them apart in a
+few hundred steps and what is left to learn is mostly where the boxes are: on CPU, mAP visibly rises
+within the seed-003 study's few epochs (with random colours it stayed near 0.002 there). Without
+--data-root the `coco` data set makes one such set once in the data cache (`ensure_default`), the way
+Fashion-MNIST is unpacked there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ CATEGORIES = [
     {"id": 2, "name": "ellipse", "supercategory": "shape"},
     {"id": 3, "name": "triangle", "supercategory": "shape"},
 ]
+PALETTE = {1: (220, 40, 40), 2: (40, 200, 40), 3: (40, 80, 230)}  # each category's hue, shaded per shape
+SHADE = 35  # each channel of a shape's colour lies within this of its category's
+VERSION = 2  # of the drawing: part of the default set's cache name, so a change makes a new set
 DEFAULT = {"train": 512, "val": 128, "size": 128, "seed": 0}  # what `coco` generates without --data-root
 
 
@@ -52,7 +58,7 @@ def _image(size: int, rng: random.Random):
     import numpy as np
     from PIL import Image, ImageDraw
 
-    base = [rng.randint(0, 255) for _ in range(3)]
+    base = [rng.randint(60, 200)] * 3
     noise = np.random.default_rng(rng.getrandbits(32)).integers(-20, 21, (size, size, 3))
     img = Image.fromarray(np.clip(np.array(base) + noise, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
@@ -65,10 +71,8 @@ def _image(size: int, rng: random.Random):
                 break
         else:
             continue
-        colour = tuple(rng.randint(0, 255) for _ in range(3))
-        while sum(abs(c - b) for c, b in zip(colour, base, strict=True)) < 150:  # stands out from the background
-            colour = tuple(rng.randint(0, 255) for _ in range(3))
         category = rng.randint(1, 3)
+        colour = tuple(min(255, max(0, c + rng.randint(-SHADE, SHADE))) for c in PALETTE[category])
         shapes.append((category, _draw_shape(draw, category, box, colour, rng)))
     return img, shapes
 
@@ -115,7 +119,7 @@ def generate(out: Path, train: int, val: int, size: int = 128, seed: int = 0) ->
 def ensure_default(cache: Path) -> Path:
     """The default generated set in the data cache, made on first use."""
     d = DEFAULT
-    return generate(cache / f"coco-shapes-{d['train']}-{d['val']}-{d['size']}px-s{d['seed']}", **d)
+    return generate(cache / f"coco-shapes-v{VERSION}-{d['train']}-{d['val']}-{d['size']}px-s{d['seed']}", **d)
 
 
 def main(argv: list[str] | None = None) -> int:
