@@ -67,9 +67,8 @@ def bare_rate(workers: int, bare_args: list[str], env: dict) -> float:
 
 def bare_args(args) -> list[str]:
     """bare_ddp.py's options for the same model, data size, batch and epochs as train_args."""
-    return [f"--model={args.model}", f"--train-samples={args.samples}", f"--batch-size={args.batch}"] + [
-        f"--epochs={args.epochs}"
-    ]
+    sizes = [f"--train-samples={args.samples}", f"--batch-size={args.batch}", f"--epochs={args.epochs}"]
+    return [f"--model={args.model}", *sizes]
 
 
 def main() -> None:

@@ -35,11 +35,8 @@ DEFAULT_CASES = "resnet18:64:fp32,resnet18:64:bf16,mnist-cnn:28:fp32,mnist-cnn:2
 def case_args(case: tuple[str, int, str], args) -> list[str]:
     """The options both loops take (bare_ddp.py accepts the entrypoint's names for these)."""
     model, size, precision = case
-    return [f"--model={model}", f"--image-size={size}", f"--precision={precision}"] + [
-        f"--train-samples={args.samples}",
-        f"--batch-size={args.batch}",
-        f"--epochs={args.epochs}",
-    ]
+    sizes = [f"--train-samples={args.samples}", f"--batch-size={args.batch}", f"--epochs={args.epochs}"]
+    return [f"--model={model}", f"--image-size={size}", f"--precision={precision}", *sizes]
 
 
 def pair(case, args, env: dict, run: RunDir, bare_first: bool) -> tuple[float, float]:
