@@ -209,8 +209,10 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes_with_every_epoch_on
     assert (row["state"], row["epochs_done"], row["restarts"]) == ("COMPLETED", 4, 1)
 
 
-def test_a_requeue_in_an_array_takes_only_its_own_task(on_cluster, hpcdl, runs_root):
-    # four tasks: two of 1 epoch that complete, two of 3 epochs that get the time-limit warning
+def test_a_requeue_in_an_array_takes_only_its_own_task(on_cluster, hpcdl, runs_root, monkeypatch):
+    # four tasks: two of 1 epoch that complete, two of 3 epochs that get the time-limit warning; those wait
+    # after epoch 1 until it comes (however fast this machine trains, the warning lands after epoch 1)
+    monkeypatch.setenv("HPCDL_TEST_HOLD_AFTER_EPOCH", "1")
     result = hpcdl(
         "sweep", "--profile", "testcluster", "--gpus", "1", "--vary", "epochs=1,3", "--repeats", "2",
         "--throttle", "4", "--train-samples", "8000", "--test-samples", "256", "--time", "10",

@@ -291,7 +291,7 @@ class Trainer:
                 last_eval = self._train_epoch(epoch, evals, resume)
                 if last_eval is None:
                     return self._stop_for_requeue(epoch, time.perf_counter() - t0, mid_epoch=True)
-                if epoch < self.cfg.epochs and self.stop_requested():
+                if epoch < self.cfg.epochs and preempt.stop_at_epoch_end(epoch, self.stop_requested):
                     return self._stop_for_requeue(epoch, time.perf_counter() - t0)
             return self._finish(time.perf_counter() - t0, last_eval)
         finally:

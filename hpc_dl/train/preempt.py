@@ -14,12 +14,25 @@ import os
 import random
 import signal
 import threading
+import time
 
 import numpy as np
 import torch
 
 CHECK_EVERY = max(1, int(os.environ.get("HPCDL_STOP_CHECK_STEPS", "10")))  # steps between two stop checks
 _PREEMPTED = threading.Event()
+HOLD_ENV = "HPCDL_TEST_HOLD_AFTER_EPOCH"  # tests only: see stop_at_epoch_end
+
+
+def stop_at_epoch_end(epoch: int, stop_requested) -> bool:
+    """Whether the ranks stop after this epoch (more follow): `stop_requested()`, asked of all ranks. With
+    $HPCDL_TEST_HOLD_AFTER_EPOCH = this epoch, they wait here until a stop is requested, so a test can warn
+    a run at a known point however fast the machine is (a test that raced an epoch's end was flaky)."""
+    if os.environ.get(HOLD_ENV) != str(epoch):
+        return stop_requested()
+    while not stop_requested():
+        time.sleep(0.2)
+    return True
 
 
 def install() -> None:
