@@ -185,7 +185,10 @@ def restarts(job_id: str) -> int:
     return int(re.search(r"\bRestarts=(\d+)", out)[1])
 
 
-def test_time_limit_warning_checkpoints_requeues_and_resumes_with_every_epoch_once(on_cluster, hpcdl, runs_root):
+def test_time_limit_warning_checkpoints_requeues_and_resumes_with_every_epoch_once(
+    on_cluster, hpcdl, runs_root, monkeypatch
+):
+    monkeypatch.setenv("HPCDL_TEST_HOLD_AFTER_EPOCH", "1")  # the run waits after epoch 1 for the warning
     result = hpcdl(
         "submit", "--profile", "testcluster", "--train-samples", "20000", "--test-samples", "256", "--epochs", "4"
     )
