@@ -156,6 +156,7 @@ def test_seed_003_ddp_point_learns_then_collect(hpcdl, runs_root, tmp_path):
     row = report.scaling.iloc[0]
     assert (row["strategy"], row["workers"], row["model"]) == ("ddp", 2, "fasterrcnn_mobilenet_v3_large_fpn")
     assert row["time_per_iteration_s"] > 0 and math.isnan(row["test_accuracy"])
+    assert all(0.0 <= row[k] <= 1.0 for k in ("test_map", "test_map50", "test_map75"))
     assert row["test_map"] == pytest.approx(last["test_map"])
     epoch = report.epochs.iloc[0]
     assert epoch["samples"] == spec["train_samples"] and epoch["time_per_iteration_s"] > 0
