@@ -13,7 +13,8 @@
         logs/rank-R.log    each rank's human-readable log
         events/rank-R.jsonl  each rank's JSON-lines events (run_start, epoch_stop, eval, run_stop)
         result.json        rank 0's summary, written at the end
-        checkpoints/       snapshots, when the strategy takes them
+        checkpoints/       snapshots, when the strategy takes them (checkpoints/last.pt: the latest)
+        tensorboard/       TensorBoard event files, when the run logs them
         attempts/N/        what an earlier submission left (`hpcdl rerun` moves it there; checkpoints stay)
 
 Every file is written atomically (temporary file + rename). A run id is created with an exclusive
@@ -106,6 +107,8 @@ class RunDir:
     events = property(lambda self: self.path / "events")
     result = property(lambda self: self.path / "result.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    tensorboard = property(lambda self: self.path / "tensorboard")
 
     def rank_log(self, rank: int) -> Path:
         return self.logs / f"rank-{rank}.log"
@@ -151,6 +154,39 @@ class RunDir:
         for sub in ("logs", "events"):
             (self.path / sub).mkdir(exist_ok=True)
         return target
+
+
+@dataclass(frozen=True)
+class StudyDir:
+    """The one owner of a study folder's layout: its runs, the submitit folder of its sweeps and the
+    record of each sweep.
+
+        <runs root>/<study>/
+            <run id>/              one RunDir per point
+            .submitit/             submitit's folder for the sweep's array and collect jobs
+            sweep-<job id>.json    one record per sweep submitted into this study
+    """
+
+    path: Path
+
+    @classmethod
+    def of(cls, root: Path, study: str) -> StudyDir:
+        return cls(Path(root) / check_study(study))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    submitit = property(lambda self: self.path / ".submitit")
+
+    def run(self, run_id: str) -> RunDir:
+        return RunDir(self.path / run_id)
+
+    def sweep_record(self, job_id: str) -> Path:
+        return self.path / f"sweep-{job_id}.json"
+
+    def sweep_records(self) -> list[Path]:
+        return sorted(self.path.glob("sweep-*.json"))
 
 
 def find_runs(paths: list[Path]) -> list[RunDir]:
