@@ -1,7 +1,8 @@
 """Runs after submission, seen from the login node: states, cancel, waiting, status rows, following a log.
 
-One notion of a terminal state (TERMINAL) and one wait loop, used by `status`, `logs --follow`,
-`cancel` and every `--wait`. States come from the run's backend, asked once for all runs of a call.
+One state model (hpc_dl/states.py: State, with is_terminal) and one wait loop, used by `status`,
+`logs --follow`, `cancel` and every `--wait`. States come from the run's backend, asked once for all runs
+of a call, already mapped into State.
 Waiting backs off (1 s growing to a minute, like submitit's watcher) and reads the run folder's own
 exit record before asking the scheduler.
 """
@@ -16,33 +17,18 @@ from pathlib import Path
 from . import backends
 from .errors import UsageError
 from .runs import RunDir, read_json, write_json
+from .states import State
 
-TERMINAL = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "LOST",
-}
-LIVE = {"COMPLETED", "RUNNING", "PENDING", "REQUEUED", "CONFIGURING"}  # states that need no triage
-STILL_GOING = LIVE - {"COMPLETED"} | {"COMPLETING", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
-
-
-def needs_rerun(state: str) -> bool:
+def needs_rerun(state: str | State) -> bool:
     """Whether `hpcdl rerun` submits a run again: it did not complete and is not still going."""
-    return state != "COMPLETED" and state not in STILL_GOING
+    return State.of(state).needs_rerun
 
 
 UNKNOWN_GIVE_UP_S = 60  # `logs --follow` stops when no scheduler can tell the state for this long
 
 
-def is_terminal(state: str) -> bool:
-    return state in TERMINAL
+def is_terminal(state: str | State) -> bool:
+    return State.of(state).is_terminal
 
 
 def submission(run: RunDir) -> dict:
@@ -52,11 +38,11 @@ def submission(run: RunDir) -> dict:
     return sub
 
 
-def states(runs: list[RunDir], records: list[dict | None] | None = None) -> list[str]:
+def states(runs: list[RunDir], records: list[dict | None] | None = None) -> list[State]:
     """Every run's state, with one query per backend for all of them; NOT SUBMITTED where none was.
     `records`: the runs' submission records, when the caller has read them already."""
     by_backend: dict[str, list[tuple[int, RunDir, dict]]] = {}
-    out = ["NOT SUBMITTED"] * len(runs)
+    out = [State.NOT_SUBMITTED] * len(runs)
     records = records if records is not None else [read_json(r.submission) for r in runs]
     for i, (run, sub) in enumerate(zip(runs, records, strict=True)):
         if sub:
@@ -68,17 +54,17 @@ def states(runs: list[RunDir], records: list[dict | None] | None = None) -> list
     return out
 
 
-def state(run: RunDir) -> str:
+def state(run: RunDir) -> State:
     sub = submission(run)
     return backends.get(sub["executor"]).state(run, sub)
 
 
-def cancel(run: RunDir) -> str:
+def cancel(run: RunDir) -> State:
     """Cancel a run; return its state before cancelling."""
     sub = submission(run)
     backend = backends.get(sub["executor"])
     before = backend.state(run, sub)
-    if before in TERMINAL:
+    if before.is_terminal:
         return before
     write_json(run.cancel, {"time": time.time(), "by": os.environ.get("USER", "")})
     backend.cancel(run, sub)
@@ -98,7 +84,7 @@ def backoff(first: float = 1.0, most: float | None = None) -> Iterator[float]:
         pause *= 1.5
 
 
-def _until_terminal(ask, timeout_s: float, cheap, poll_s: float | None) -> str:
+def _until_terminal(ask, timeout_s: float, cheap, poll_s: float | None) -> State:
     """Block until a terminal state or timeout_s; return the last state seen.
 
     `ask` queries the scheduler, with backed-off pauses (or every poll_s); `cheap` (or None) reads the
@@ -108,10 +94,10 @@ def _until_terminal(ask, timeout_s: float, cheap, poll_s: float | None) -> str:
     pauses = backoff(poll_s, poll_s) if poll_s else backoff()
     current = ask()
     next_ask = time.monotonic() + next(pauses)
-    while current not in TERMINAL and time.monotonic() < deadline:
+    while not current.is_terminal and time.monotonic() < deadline:
         time.sleep(max(0.0, min(1.0, next_ask - time.monotonic(), deadline - time.monotonic())))
         local = cheap() if cheap is not None else None
-        if local in TERMINAL:
+        if local is not None and local.is_terminal:
             return local
         if time.monotonic() >= next_ask:
             current = ask()
@@ -119,7 +105,7 @@ def _until_terminal(ask, timeout_s: float, cheap, poll_s: float | None) -> str:
     return current
 
 
-def wait(run: RunDir, timeout_s: float, poll_s: float | None = None) -> str:
+def wait(run: RunDir, timeout_s: float, poll_s: float | None = None) -> State:
     """Block until the run ends or timeout_s passes. The scheduler is asked with backed-off pauses
     (every poll_s if given); the run's exit record is read every second in between."""
     sub = submission(run)
@@ -128,17 +114,35 @@ def wait(run: RunDir, timeout_s: float, poll_s: float | None = None) -> str:
     return _until_terminal(lambda: backend.state(run, sub), timeout_s, lambda: final_state(run), poll_s)
 
 
-def wait_job(executor: str, job_id: str, timeout_s: float, poll_s: float | None = None) -> str:
+def wait_job(executor: str, job_id: str, timeout_s: float, poll_s: float | None = None) -> State:
     """Block until a job that is not a run (a sweep's collect job, its local sequence) ends."""
     backend = backends.get(executor)
     poll_s = poll_s or (1.0 if backend.cheap_queries else None)
     return _until_terminal(lambda: backend.job_state(job_id), timeout_s, None, poll_s)
 
 
-def final_state(run: RunDir) -> str | None:
+def final_state(run: RunDir) -> State | None:
     """The state in the run's exit record, if the job wrote one."""
     ended = read_json(run.exit)
-    return ended.get("state") if ended else None
+    return State.of(ended.get("state")) if isinstance(ended, dict) and ended.get("state") else None
+
+
+def _ended(run: RunDir) -> State | None:
+    """The exit record's state if it is terminal: the run ended, whatever the scheduler still says."""
+    final = final_state(run)
+    return final if final is not None and final.is_terminal else None
+
+
+def signals(run: RunDir) -> list[str]:
+    """The signals that reached the run's job script, as its exit record names them (SIGTERM, ...)."""
+    ended = read_json(run.exit)
+    return list(ended.get("signals") or []) if isinstance(ended, dict) else []
+
+
+def describe(run: RunDir, current: State) -> str:
+    """A state with what ended it, as status, --wait and logs --follow print it: TERMINATED (SIGTERM)."""
+    sent = signals(run) if current is State.TERMINATED else []
+    return f"{current} ({', '.join(sent)})" if sent else str(current)
 
 
 def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
@@ -151,23 +155,24 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
     rows = []
     records = [read_json(r.submission) for r in found]
     for run, record, current in zip(found, records, states(found, records), strict=True):
-        spec = read_json(run.spec) or {}
+        spec = run.read_spec()
         record = record or {}
         row = {
             "run": run.run_id,
             "study": run.study,
-            "strategy": spec.get("strategy"),
-            "nodes": spec.get("nodes"),
-            "gpus": spec.get("gpus"),
+            "strategy": spec.strategy if spec else None,
+            "nodes": spec.nodes if spec else None,
+            "gpus": spec.gpus if spec else None,
             "job_id": record.get("job_id"),
             "executor": record.get("executor"),
             "state": current,
+            "signals": signals(run),
             "reason": None,
             "category": None,
             "evidence": None,
             "folder": str(run.path),
         }
-        if current not in LIVE:
+        if current.needs_triage:
             row["reason"] = triage.reason(run)
             row["category"], row["evidence"] = triage.classify(run, current)
         rows.append(row)
@@ -180,8 +185,8 @@ def follow(run: RunDir, path: Path, poll_s: float) -> Iterator[str | tuple[str, 
     offset = 0
     unknown_since = None
     while True:
-        current = state(run)  # read before the file: the last read after a terminal state gets everything
-        if current != "UNKNOWN":
+        current = _ended(run) or state(run)  # read before the file: the last read after the end gets all
+        if current is not State.UNKNOWN:
             unknown_since = None
         elif time.monotonic() - (unknown_since := unknown_since or time.monotonic()) > UNKNOWN_GIVE_UP_S:
             yield ("unknown", "")
@@ -193,13 +198,13 @@ def follow(run: RunDir, path: Path, poll_s: float) -> Iterator[str | tuple[str, 
             if chunk:
                 offset += len(chunk)
                 yield chunk.decode(errors="replace")
-        if current in TERMINAL:
+        if current.is_terminal:
             yield ("end", current)
             return
         time.sleep(poll_s)
 
 
-def wait_sweep(s, timeout_s: float) -> tuple[str, int]:
+def wait_sweep(s, timeout_s: float) -> tuple[State, int]:
     """Block until a sweep's collect job (or its array) ends; return its state and how many runs completed."""
     final = wait_job(s.executor, s.collect_job_id or s.job_id, timeout_s=timeout_s)
-    return final, states(s.runs).count("COMPLETED")
+    return final, states(s.runs).count(State.COMPLETED)

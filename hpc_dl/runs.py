@@ -31,9 +31,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunNotFound, UsageError
+
+if TYPE_CHECKING:
+    from .spec import JobSpec
 
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MARKER = "spec.json"
@@ -109,6 +112,13 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     tensorboard = property(lambda self: self.path / "tensorboard")
+
+    def read_spec(self) -> JobSpec | None:
+        """The run's JobSpec as it was submitted, or None where the folder has none (yet)."""
+        from .spec import JobSpec
+
+        data = read_json(self.spec)
+        return JobSpec.from_record(data) if isinstance(data, dict) else None
 
     def rank_log(self, rank: int) -> Path:
         return self.logs / f"rank-{rank}.log"

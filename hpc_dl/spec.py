@@ -339,6 +339,20 @@ class JobSpec:
             raise SpecError(f"unknown spec field {unknown[0]!r} (known: {', '.join(sorted(known))})")
         return cls(**data)
 
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> JobSpec:
+        """A spec as a run folder recorded it (validated when it was submitted): read back without checking
+        it again, so a run stays readable when later rules change; fields it lacks take their defaults."""
+        spec = object.__new__(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                value = tuple(value) if isinstance(f.default, tuple) and isinstance(value, list) else value
+            else:
+                value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            object.__setattr__(spec, f.name, value)
+        return spec
+
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 

@@ -184,10 +184,8 @@ def rerun(runs: list[RunDir], profile: ClusterProfile, out: Path | None, throttl
     resumes where it stopped. Collect then sees every point of the study: the ones that completed
     before and the ones run again.
     """
-    from .runs import read_json
-
     _check_throttle(throttle)
-    specs = [JobSpec.from_dict(read_json(r.spec) or {}) for r in runs]
+    specs = [r.read_spec() or JobSpec() for r in runs]
     plan_sweep(specs, profile)
     for run in runs:
         run.archive_attempt()

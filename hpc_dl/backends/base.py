@@ -12,10 +12,13 @@ from pathlib import Path
 from ..render import Rendered
 from ..runs import RunDir
 from ..spec import JobSpec
+from ..states import State
 
 
 class Backend(abc.ABC):
     name: str
+    # every state name this backend can report (its scheduler's, its records'), mapped into the one model
+    STATES: dict[str, State] = {}
     cheap_queries = False  # True: asking for a state costs no scheduler call (waits need not back off)
 
     @abc.abstractmethod
@@ -37,16 +40,16 @@ class Backend(abc.ABC):
         None); return each run's job id and the collect job's id."""
 
     @abc.abstractmethod
-    def states(self, runs: list[tuple[RunDir, dict]]) -> list[str]:
+    def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         """The state of each (run, submission record), answered together (one scheduler query)."""
 
     @abc.abstractmethod
-    def job_state(self, job_id: str) -> str:
+    def job_state(self, job_id: str) -> State:
         """The state of a job that is not a run (a sweep's collect job, a local sequence)."""
 
     @abc.abstractmethod
     def cancel(self, run: RunDir, sub: dict) -> None:
         """Ask the scheduler to stop the run's job."""
 
-    def state(self, run: RunDir, sub: dict) -> str:
+    def state(self, run: RunDir, sub: dict) -> State:
         return self.states([(run, sub)])[0]

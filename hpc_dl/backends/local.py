@@ -14,6 +14,7 @@ from ..jobscript import run_script, run_sequence
 from ..render import Rendered
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
+from ..states import WRAPPER_STATES, State
 from .base import Backend
 
 
@@ -64,6 +65,13 @@ class LocalBackend(Backend):
 
     name = "local"
     cheap_queries = True
+    # what this backend can report: the wrapper's exit record, or the controller process alive or gone
+    STATES = {
+        **{s.value: s for s in WRAPPER_STATES},
+        "PENDING": State.PENDING,
+        "RUNNING": State.RUNNING,
+        "LOST": State.LOST,
+    }
 
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
         executor = _detached_local_executor()(folder=run.submitit)
@@ -85,7 +93,7 @@ class LocalBackend(Backend):
         folder.mkdir(exist_ok=True)
         executor = _detached_local_executor()(folder=folder)
         executor.visible = assign(big.gpus, big.device)
-        total = sum(int((read_json(r.spec) or {}).get("time_limit", 60)) for r in runs)
+        total = sum((r.read_spec() or JobSpec()).time_limit for r in runs)
         executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
         job = executor.submit(
             run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out), parallel
@@ -93,8 +101,8 @@ class LocalBackend(Backend):
         jid = str(job.job_id)
         return [jid] * len(runs), jid if out is not None else None
 
-    def states(self, runs: list[tuple[RunDir, dict]]) -> list[str]:
-        return [self._state(run, sub) for run, sub in runs]
+    def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
+        return [State.of(self._state(run, sub), self.STATES) for run, sub in runs]
 
     @staticmethod
     def _state(run: RunDir, sub: dict) -> str:
@@ -106,8 +114,8 @@ class LocalBackend(Backend):
             return "RUNNING" if run.job_log.exists() or "array" not in sub else "PENDING"
         return "CANCELLED" if run.cancel.exists() else "LOST"
 
-    def job_state(self, job_id: str) -> str:
-        return "RUNNING" if local_job_alive(job_id) else "COMPLETED"
+    def job_state(self, job_id: str) -> State:
+        return State.RUNNING if local_job_alive(job_id) else State.COMPLETED
 
     def cancel(self, run: RunDir, sub: dict) -> None:
         if local_job_alive(sub["job_id"]):

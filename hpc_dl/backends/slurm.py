@@ -24,6 +24,7 @@ from ..jobscript import collect_study, run_script
 from ..render import Rendered
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
+from ..states import State
 from .base import Backend
 
 # submitit's parameter names for the SLURM options it knows; the rest go in additional_parameters
@@ -51,8 +52,22 @@ def _exec_executor():
     return ExecSlurmExecutor
 
 
+# Every state sacct and squeue can print (`sacct --helpstate`, squeue's JOB STATE CODES) in the one model;
+# a name that is a State already maps to it (tests/test_states.py asks the real SLURM for its list)
+SLURM_STATES = {
+    **{s.value: s for s in State if s not in (State.NOT_SUBMITTED, State.LOST, State.TERMINATED, State.STOPPED)},
+    "STOPPED": State.SUSPENDED,  # SIGSTOP'd, allocation kept: not the wrapper's STOPPED
+    "SIGNALING": State.RUNNING,
+    "STAGE_OUT": State.COMPLETING,
+    "SPECIAL_EXIT": State.FAILED,
+    "REVOKED": State.CANCELLED,
+    "RESV_DEL_HOLD": State.PENDING,
+}
+
+
 class SlurmBackend(Backend):
     name = "slurm"
+    STATES = SLURM_STATES
 
     def _executor(self, folder: Path, sbatch: dict[str, str], time_min: int, **more: Any):
 
@@ -110,21 +125,26 @@ class SlurmBackend(Backend):
         except subprocess.CalledProcessError as exc:
             raise self._sbatch_failed(exc) from None
 
-    def states(self, runs: list[tuple[RunDir, dict]]) -> list[str]:
+    def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         known = query_states([sub["job_id"] for _run, sub in runs])
-        out = []
-        for run, sub in runs:
-            state = known.get(sub["job_id"])
-            ended = (read_json(run.exit) or {}) if run.exit.exists() else {}
-            if ended.get("state") == "COMPLETED" or state is None:  # a COMPLETED record is final
-                state = ended.get("state") or ("CANCELLED" if run.cancel.exists() else "UNKNOWN")
-            elif state == "PENDING" and run.cancel.exists():  # scancel ends a pending job at once; accounting
-                state = "CANCELLED"  # may keep a never-started array task's PENDING record
-            out.append(state)
-        return out
+        return [self._state(run, known.get(sub["job_id"])) for run, sub in runs]
 
-    def job_state(self, job_id: str) -> str:
-        return query_states([job_id]).get(job_id, "UNKNOWN")
+    @staticmethod
+    def _state(run: RunDir, answer: str | None) -> State:
+        """The scheduler's answer in the one model, with the run's exit record where that says more."""
+        state = State.of(answer, SLURM_STATES) if answer is not None else None
+        ended = (read_json(run.exit) or {}) if run.exit.exists() else {}
+        record = State.of(ended["state"]) if ended.get("state") else None
+        if record is State.COMPLETED or state is None:  # a COMPLETED record is final
+            return record or (State.CANCELLED if run.cancel.exists() else State.UNKNOWN)
+        if state is State.PENDING and run.cancel.exists():  # scancel ends a pending job at once; accounting
+            return State.CANCELLED  # may keep a never-started array task's PENDING record
+        if state is State.FAILED and record is not None and record.is_terminal:
+            return record  # the wrapper knows more than "failed": TERMINATED by a signal, STOPPED on request
+        return state
+
+    def job_state(self, job_id: str) -> State:
+        return State.of(query_states([job_id]).get(job_id), SLURM_STATES)
 
     def cancel(self, run: RunDir, sub: dict) -> None:
         subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)

@@ -82,8 +82,8 @@ def submit(repeats, dry_run, wait, profile, templates, study, runs_dir, **fields
     worst = 0
     for s in submitted:
         state = control.wait(s.run, timeout_s=limit)
-        show.waited(s.run.run_id, state, control.is_terminal(state), limit)
-        worst = worst or int(state != "COMPLETED")
+        show.waited(s.run.run_id, control.describe(s.run, state), state.is_terminal, limit)
+        worst = worst or int(not state.is_success)
     return worst
 
 
@@ -315,7 +315,7 @@ def rerun(study, profile, throttle, out, no_collect, runs_dir, dry_run, wait) ->
     show.array_submitted("rerun", s, throttle, out, root)
     if not wait:
         return 0
-    specs = [runs_mod.read_json(r.spec) or {} for r, _ in todo]
-    final, done = control.wait_sweep(s, timeout_s=sum(int(x.get("time_limit", 60)) for x in specs) * 60 + 600)
+    specs = [r.read_spec() for r, _ in todo]
+    final, done = control.wait_sweep(s, timeout_s=sum(x.time_limit for x in specs if x) * 60 + 600)
     show.array_waited("rerun", s, done, final, out)
     return 0 if done == len(s.runs) else 1

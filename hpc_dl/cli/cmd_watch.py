@@ -60,7 +60,7 @@ def logs(run: str, rank: int | None, follow: bool, poll: float, runs_dir: str | 
             )
             return 1
         else:
-            click.echo(f"[hpcdl] run {r.run_id}: {item[1]}", err=True)
+            click.echo(f"[hpcdl] run {r.run_id}: {control.describe(r, item[1])}", err=True)
             return 0 if item[1] == "COMPLETED" else 1
     return 1
 

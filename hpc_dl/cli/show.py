@@ -77,7 +77,7 @@ def status_table(rows: list[dict]) -> None:
             str(r["strategy"]),
             f"{r['nodes']}x{r['gpus']}",
             str(r["job_id"]),
-            r["state"],
+            f"{r['state']} ({', '.join(r['signals'])})" if r.get("signals") and r["state"] == "TERMINATED" else r["state"],
             r["reason"] or "",
         )
         for r in rows
