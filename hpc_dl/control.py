@@ -19,6 +19,7 @@ from .errors import UsageError
 from .runs import RunDir, read_json, write_json
 from .states import State
 
+
 def needs_rerun(state: str | State) -> bool:
     """Whether `hpcdl rerun` submits a run again: it did not complete and is not still going."""
     return State.of(state).needs_rerun

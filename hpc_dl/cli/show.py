@@ -68,6 +68,12 @@ def array_waited(kind: str, s, done: int, final: str, out) -> None:
         click.echo(f"  plots    {Path(out) / 'throughput.png'}, {Path(out) / 'speedup.png'}")
 
 
+def _state_text(row: dict) -> str:
+    """TERMINATED (SIGTERM): a run ended by a signal says which."""
+    signals = row.get("signals") if row["state"] == "TERMINATED" else None
+    return f"{row['state']} ({', '.join(signals)})" if signals else str(row["state"])
+
+
 def status_table(rows: list[dict]) -> None:
     header = ("RUN", "STUDY", "STRATEGY", "NODESxGPUS", "JOB", "STATE", "REASON")
     table = [header] + [
@@ -77,7 +83,7 @@ def status_table(rows: list[dict]) -> None:
             str(r["strategy"]),
             f"{r['nodes']}x{r['gpus']}",
             str(r["job_id"]),
-            f"{r['state']} ({', '.join(r['signals'])})" if r.get("signals") and r["state"] == "TERMINATED" else r["state"],
+            _state_text(r),
             r["reason"] or "",
         )
         for r in rows
