@@ -43,7 +43,7 @@ def check_requirements(spec: JobSpec, profile: ClusterProfile) -> None:
                 f"strategy {spec.strategy!r} needs {top}, which is not installed in {sys.prefix}: "
                 f"{strategy.install_hint}"
             )
-    if profile.scheduler == "local" and strategy.needs_program:
+    if profile.backend.on_this_machine and strategy.needs_program:  # the launcher runs here
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         if shutil.which(strategy.needs_program, path=path) is None:
             raise MissingDependency(
@@ -60,7 +60,7 @@ def check_data_root(spec: JobSpec, profile: ClusterProfile) -> list[str]:
     root = Path(spec.data_root).expanduser()
     if not root.exists():
         top = Path(*root.absolute().parts[:2])  # /scratch, /home, /work: is that file system here at all?
-        if profile.scheduler == "slurm" and not top.exists():
+        if not profile.backend.on_this_machine and not top.exists():
             return [
                 f"--data-root {spec.data_root} is not visible from this machine ({top} is not mounted here); "
                 "the job will check it on the node"

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import devices
+from . import backends
 from .errors import ProfileError, SpecError
 from .spec import SBATCH_KEY, JobSpec, format_time, parse_time
 
 SHIPPED_DIR = Path(__file__).parent / "data" / "profiles"
-SCHEDULERS = ("local", "slurm")
+SCHEDULERS = backends.NAMES
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -56,6 +56,11 @@ class ClusterProfile:
     sbatch: dict[str, str] = field(default_factory=dict)  # default extra sbatch options (account, qos, …)
     source: str = "<builtin>"
 
+    @property
+    def backend(self) -> backends.Backend:
+        """The scheduler's backend: what it can run, its options, its queries (hpc_dl/backends/)."""
+        return backends.get(self.scheduler)
+
     # -- the spec against this cluster
     def partition_for(self, spec: JobSpec) -> Partition:
         name = spec.partition or self.default_partition
@@ -67,12 +72,7 @@ class ClusterProfile:
     def check(self, spec: JobSpec) -> Partition:
         """Raise SpecError if the spec does not fit this cluster; return the partition it runs on."""
         part = self.partition_for(spec)
-        if self.scheduler == "local" and spec.nodes > 1:
-            raise SpecError(
-                f"invalid nodes: {spec.nodes} (profile 'local' runs on this machine only: use --nodes 1, "
-                "or a SLURM profile for more)"
-            )
-        self._check_device(spec, part)
+        self.backend.check(spec, part, self.name)
         if spec.nodes > part.max_nodes:
             raise SpecError(
                 f"invalid nodes: {spec.nodes} (partition {part.name!r} of profile {self.name!r} allows at most "
@@ -97,23 +97,9 @@ class ClusterProfile:
             raise SpecError(f"invalid precision: 'fp16' ({where}; use fp32 or bf16 on CPUs)")
         return part
 
-    def _check_device(self, spec: JobSpec, part: Partition) -> None:
-        """GPUs where the job asks for them: on this machine, no more than it lets hpcdl use."""
-        if self.scheduler == "local":
-            visible = devices.visible_gpus()
-            if spec.device == "gpu" and not visible:
-                raise SpecError("invalid device: 'gpu' (this machine has no visible GPU; use --device cpu)")
-            if visible and spec.device != "cpu" and spec.gpus > len(visible):
-                raise SpecError(
-                    f"invalid gpus: {spec.gpus} (this machine has {devices.describe(visible)}: use --gpus "
-                    f"{len(visible)}, or --device cpu for {spec.gpus} CPU worker processes)"
-                )
-        elif spec.device == "gpu" and part.gpus_per_node == 0:
-            raise SpecError(f"invalid device: 'gpu' (partition {part.name!r} has no GPUs)")
-
     def _fits_elsewhere(self, spec: JobSpec) -> str:
         """Where no partition was asked for: the partitions whose limits the shape fits, as advice."""
-        if spec.partition is not None or self.scheduler != "slurm":
+        if spec.partition is not None or not self.backend.advises_partitions:
             return ""
         fits = [
             p
@@ -127,11 +113,7 @@ class ClusterProfile:
 
     def has_gpus(self, part: Partition, device: str = "auto") -> bool:
         """Whether the job's workers are GPUs: a GPU partition, or on this machine, visible GPUs."""
-        if device == "cpu":
-            return False
-        if self.scheduler == "local":
-            return bool(devices.visible_gpus())
-        return part.gpus_per_node > 0
+        return self.backend.has_gpus(part, device)
 
     def to_dict(self) -> dict[str, Any]:
         return {

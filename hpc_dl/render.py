@@ -51,15 +51,13 @@ class RenderContext:
 class Rendered:
     script: str
     sbatch: dict[str, str]  # the #SBATCH options, long name -> value, sorted
-    executor: str  # "local" or "slurm"
-    parameters: dict[str, Any] = field(default_factory=dict)  # for the local executor
+    executor: str  # the backend's name (hpc_dl/backends/)
+    parameters: dict[str, Any] = field(default_factory=dict)  # the executor's own, besides the options
+    request: dict[str, Any] = field(default_factory=dict)  # what the backend hands its scheduler
 
     def describe(self) -> str:
-        """The submission parameters, as --dry-run prints them."""
-        lines = [f"executor: {self.executor}"]
-        items = self.sbatch if self.executor == "slurm" else self.parameters
-        lines += [f"  {k}: {v}" for k, v in items.items()]
-        return "\n".join(lines)
+        """The submission parameters, as --dry-run prints them: the backend's request."""
+        return "\n".join([f"executor: {self.executor}", *(f"  {k}: {v}" for k, v in self.request.items())])
 
 
 def sbatch_options(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
@@ -75,13 +73,7 @@ def sbatch_options(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
         "cpus-per-task": str(cpus * spec.gpus if per_node else cpus),
         "time": format_time(spec.time_limit),
     }
-    if profile.scheduler == "slurm":
-        opts["partition"] = part.name
-        # the warning before the time limit, to the batch shell (which is run_script): checkpoint, requeue
-        opts["signal"] = f"B:USR1@{int(stop_margin(60 * spec.time_limit))}"
-        if part.gpus_per_node > 0:
-            gpu_type = spec.gpu_type or part.default_gpu_type
-            opts["gres"] = f"gpu:{gpu_type}:{spec.gpus}" if gpu_type else f"gpu:{spec.gpus}"
+    opts.update(profile.backend.scheduler_options(spec, part, int(stop_margin(60 * spec.time_limit))))
     if spec.mem is not None:
         opts["mem"] = spec.mem
     opts.update(profile.sbatch)
@@ -136,7 +128,7 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "command": command(spec, ctx.run_dir),
         "pythonpath": ":".join(profile.pythonpath),
         "bin_dir": Shell(shlex.quote(str(Path(ctx.python).parent)) + "/") if not profile.python else Shell(""),
-        "local": profile.scheduler == "local",
+        "local": profile.backend.on_this_machine,
         "expect_gpus": spec.gpus if profile.has_gpus(profile.partition_for(spec), spec.device) else 0,
         "cpu_workers": spec.device == "cpu",
     }
@@ -153,10 +145,10 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         raise TemplateError(
             f"{_template_line(exc)}: {exc.message} (variables: {', '.join(sorted(variables))})"
         ) from None
-    parameters = {}
-    if profile.scheduler == "local":
-        parameters = {"tasks_per_node": 1, "timeout_min": spec.time_limit, "gpus_per_node": spec.gpus}
-    return Rendered(script=script, sbatch=sbatch, executor=profile.scheduler, parameters=parameters)
+    backend = profile.backend
+    parameters = backend.parameters(spec)
+    request = backend.request(sbatch, parameters)
+    return Rendered(script, sbatch, backend.name, parameters, request)
 
 
 @functools.lru_cache(maxsize=8)

@@ -153,7 +153,7 @@ def test_cancel_stops_every_process(hpcdl, runs_root):
     cancelled = hpcdl("cancel", run.run_id)
     assert cancelled.stdout == f"cancelled run {run.run_id} (was RUNNING)\n"
     assert (
-        wait_for(lambda: control.state(run) in control.TERMINAL and control.state(run), 30, "the run to end")
+        wait_for(lambda: control.state(run).is_terminal and control.state(run), 30, "the run to end")
         == "CANCELLED"
     )
 

@@ -297,7 +297,7 @@ def test_a_killed_rank_fails_the_whole_job_quickly(on_cluster, hpcdl, runs_root)
     pid = wait_for(worker_pid, 30, "two worker processes")
     os.kill(pid, 9)
     t0 = time.monotonic()
-    state = wait_for(lambda: control.state(run) in control.TERMINAL and control.state(run), 60, "the job to end")
+    state = wait_for(lambda: control.state(run).is_terminal and control.state(run), 60, "the job to end")
     assert state == "FAILED" and time.monotonic() - t0 < 30
     row = [r for r in json.loads(hpcdl("status", "--json").stdout) if r["run"] == run.run_id][0]
     assert re.fullmatch(

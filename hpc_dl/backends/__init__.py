@@ -7,6 +7,7 @@ import importlib
 from .base import Backend
 
 _MODULES = {"local": "LocalBackend", "slurm": "SlurmBackend"}
+NAMES = tuple(_MODULES)  # what a profile's `scheduler:` may name
 
 
 def get(name: str) -> Backend:
@@ -15,4 +16,4 @@ def get(name: str) -> Backend:
     return getattr(module, _MODULES[name])()
 
 
-__all__ = ["Backend", "get"]
+__all__ = ["NAMES", "Backend", "get"]

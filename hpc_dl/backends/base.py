@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..render import Rendered
 from ..runs import RunDir
 from ..spec import JobSpec
 from ..states import State
+
+if TYPE_CHECKING:
+    from ..profiles import Partition
+    from ..render import Rendered
 
 
 class Backend(abc.ABC):
@@ -20,6 +24,31 @@ class Backend(abc.ABC):
     # every state name this backend can report (its scheduler's, its records'), mapped into the one model
     STATES: dict[str, State] = {}
     cheap_queries = False  # True: asking for a state costs no scheduler call (waits need not back off)
+    # True: jobs run on the submitting machine (one node, the GPUs it lets hpcdl use, its PATH and files)
+    on_this_machine = False
+    # True: a shape that does not fit the chosen partition gets advice on the partitions it fits
+    advises_partitions = False
+
+    # -- facts the login node asks before anything is submitted (pure, cheap: no scheduler call)
+    def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
+        """Raise SpecError where the spec cannot run on this scheduler (beyond the partition's limits)."""
+        return None
+
+    def has_gpus(self, part: Partition, device: str) -> bool:
+        """Whether the job's workers are GPUs (device is the spec's: auto, cpu or gpu)."""
+        return device != "cpu" and part.gpus_per_node > 0
+
+    def scheduler_options(self, spec: JobSpec, part: Partition, warning_s: int) -> dict[str, str]:
+        """The job's options that only this scheduler has (SLURM: partition, gres, the warning signal)."""
+        return {}
+
+    def parameters(self, spec: JobSpec) -> dict[str, Any]:
+        """What the executor is given besides the script's own options (the local executor's)."""
+        return {}
+
+    def request(self, sbatch: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
+        """What this backend hands its scheduler, as the dry run prints it."""
+        return dict(sbatch)
 
     @abc.abstractmethod
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:

@@ -8,14 +8,20 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from .. import devices
 from ..devices import assign
+from ..errors import SpecError
 from ..jobscript import run_script, run_sequence
-from ..render import Rendered
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import WRAPPER_STATES, State
 from .base import Backend
+
+if TYPE_CHECKING:
+    from ..profiles import Partition
+    from ..render import Rendered
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,6 +71,7 @@ class LocalBackend(Backend):
 
     name = "local"
     cheap_queries = True
+    on_this_machine = True
     # what this backend can report: the wrapper's exit record, or the controller process alive or gone
     STATES = {
         **{s.value: s for s in WRAPPER_STATES},
@@ -72,6 +79,31 @@ class LocalBackend(Backend):
         "RUNNING": State.RUNNING,
         "LOST": State.LOST,
     }
+
+    def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
+        """One node, and GPUs where the job asks for them: no more than this machine lets hpcdl use."""
+        if spec.nodes > 1:
+            raise SpecError(
+                f"invalid nodes: {spec.nodes} (profile {profile!r} runs on this machine only: use --nodes 1, "
+                "or a SLURM profile for more)"
+            )
+        visible = devices.visible_gpus()
+        if spec.device == "gpu" and not visible:
+            raise SpecError("invalid device: 'gpu' (this machine has no visible GPU; use --device cpu)")
+        if visible and spec.device != "cpu" and spec.gpus > len(visible):
+            raise SpecError(
+                f"invalid gpus: {spec.gpus} (this machine has {devices.describe(visible)}: use --gpus "
+                f"{len(visible)}, or --device cpu for {spec.gpus} CPU worker processes)"
+            )
+
+    def has_gpus(self, part: Partition, device: str) -> bool:
+        return device != "cpu" and bool(devices.visible_gpus())
+
+    def parameters(self, spec: JobSpec) -> dict[str, Any]:
+        return {"tasks_per_node": 1, "timeout_min": spec.time_limit, "gpus_per_node": spec.gpus}
+
+    def request(self, sbatch: dict[str, str], parameters: dict[str, Any]) -> dict[str, Any]:
+        return dict(parameters)
 
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
         executor = _detached_local_executor()(folder=run.submitit)

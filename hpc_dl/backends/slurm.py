@@ -17,15 +17,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import SubmitError
+from ..errors import SpecError, SubmitError
 from ..jobscript import collect_study, run_script
-from ..render import Rendered
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import State
 from .base import Backend
+
+if TYPE_CHECKING:
+    from ..profiles import Partition
+    from ..render import Rendered
 
 # submitit's parameter names for the SLURM options it knows; the rest go in additional_parameters
 KNOWN = {
@@ -68,6 +71,20 @@ SLURM_STATES = {
 class SlurmBackend(Backend):
     name = "slurm"
     STATES = SLURM_STATES
+    advises_partitions = True
+
+    def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
+        if spec.device == "gpu" and part.gpus_per_node == 0:
+            raise SpecError(f"invalid device: 'gpu' (partition {part.name!r} has no GPUs)")
+
+    def scheduler_options(self, spec: JobSpec, part: Partition, warning_s: int) -> dict[str, str]:
+        """The partition, the GPUs as gres, and the warning before the time limit to the batch shell
+        (which is run_script: checkpoint, requeue)."""
+        opts = {"partition": part.name, "signal": f"B:USR1@{warning_s}"}
+        if part.gpus_per_node > 0:
+            gpu_type = spec.gpu_type or part.default_gpu_type
+            opts["gres"] = f"gpu:{gpu_type}:{spec.gpus}" if gpu_type else f"gpu:{spec.gpus}"
+        return opts
 
     def _executor(self, folder: Path, sbatch: dict[str, str], time_min: int, **more: Any):
 

@@ -94,40 +94,50 @@ ARRAY = [
 ]
 
 
+# the options of sweep besides the spec's (in --help order)
+SWEEP = [
+    click.option(
+        "--strategy",
+        "strategy_list",
+        default="ddp",
+        show_default=True,
+        metavar="LIST",
+        help=f"Strategies, comma-separated, from: {', '.join(strategies.STRATEGIES)}.",
+    ),
+    click.option(
+        "--nodes", "nodes_list", default="1", show_default=True, metavar="LIST", help="Node counts, e.g. 1,2."
+    ),
+    click.option(
+        "--gpus",
+        "gpus_list",
+        default="1,2",
+        show_default=True,
+        metavar="LIST",
+        help="GPUs (or CPU workers) per node, e.g. 1,2,4.",
+    ),
+    click.option("--repeats", type=int, default=1, show_default=True, help="Runs of every point."),
+    click.option(
+        "--throttle", type=int, default=4, show_default=True, help="At most this many array tasks at once (%k)."
+    ),
+    out_option(None, "Where the collect job writes the report (default: results/<study>)."),
+    click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array."),
+    click.option(
+        "--vary",
+        "vary_items",
+        multiple=True,
+        metavar="FIELD=V1,V2",
+        help="Another axis, e.g. --vary batch_size=32,64 --vary compression=none,fp16 (repeatable).",
+    ),
+    click.option(
+        "--skip-invalid",
+        is_flag=True,
+        help="Leave out the points a strategy cannot run (e.g. a 1-worker pipeline) instead of failing.",
+    ),
+]
+
+
 @click.command()
-@click.option(
-    "--strategy",
-    "strategy_list",
-    default="ddp",
-    show_default=True,
-    metavar="LIST",
-    help=f"Strategies, comma-separated, from: {', '.join(strategies.STRATEGIES)}.",
-)
-@click.option("--nodes", "nodes_list", default="1", show_default=True, metavar="LIST", help="Node counts, e.g. 1,2.")
-@click.option(
-    "--gpus",
-    "gpus_list",
-    default="1,2",
-    show_default=True,
-    metavar="LIST",
-    help="GPUs (or CPU workers) per node, e.g. 1,2,4.",
-)
-@click.option("--repeats", type=int, default=1, show_default=True, help="Runs of every point.")
-@click.option("--throttle", type=int, default=4, show_default=True, help="At most this many array tasks at once (%k).")
-@out_option(None, "Where the collect job writes the report (default: results/<study>).")
-@click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array.")
-@click.option(
-    "--vary",
-    "vary_items",
-    multiple=True,
-    metavar="FIELD=V1,V2",
-    help="Another axis, e.g. --vary batch_size=32,64 --vary compression=none,fp16 (repeatable).",
-)
-@click.option(
-    "--skip-invalid",
-    is_flag=True,
-    help="Leave out the points a strategy cannot run (e.g. a 1-worker pipeline) instead of failing.",
-)
+@apply(SWEEP)
 @spec_options()
 @apply(ARRAY)
 @SCRIPT_ARGS
