@@ -1,6 +1,6 @@
 """Bring your own model, data set or training script: the login-node checks, without running your code.
 
-The contract (also in README.md, "Bring your own model, data or script"):
+The contract (also in docs/byo.md, "Bring your own model, data or script"):
 
 - `--model package.module:function`: `function(num_classes: int, channels: int, image_size: int)` returns
   an `nn.Module` that takes a batch of images (N, channels, image_size, image_size) and returns logits

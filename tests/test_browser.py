@@ -1,5 +1,5 @@
 """In Debian's chromium (headless, through playwright): the report's figures and tables, `hpcdl serve` on a
-run trained here, and TensorBoard on its logs. Screenshots go to docs/img/ for the README.
+run trained here, and TensorBoard on its logs. Screenshots go to docs/img/ for docs/serve.md.
 
 Every wait is on a page element, with generous timeouts: nothing depends on this machine's speed.
 """
