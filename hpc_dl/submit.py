@@ -20,7 +20,7 @@ from . import __version__, backends
 from .errors import HpcdlError, SubmitError, UsageError
 from .profiles import ClusterProfile
 from .render import RenderContext, Rendered, render
-from .runs import RunDir, new_run_id, write_atomic, write_json
+from .runs import RunDir, StudyDir, new_run_id, write_atomic, write_json
 from .spec import JobSpec
 
 # queued jobs pickled before the split refer to hpc_dl.submit.run_script / run_sequence / collect_study
@@ -140,6 +140,7 @@ class SweepSubmission:
     executor: str
     sbatch: dict[str, str]  # the allocation every array task gets
     record: Path
+    arrays: tuple[str, ...] = ()  # every array's id, job_id first (more than one past the cluster's MaxArraySize)
 
 
 def plan_sweep(points, profile: ClusterProfile) -> dict[str, str]:
@@ -215,15 +216,19 @@ def _submit_array(made, specs, profile, out, throttle: int, parallel: int, undo:
             None if out is None else Path(out).resolve(),
             parallel,
         )
-        parent = job_ids[0].split("_")[0]
+        arrays = tuple(dict.fromkeys(j.split("_")[0] for j in job_ids))  # one, or several past MaxArraySize
+        parent = arrays[0]
         for run, jid in zip(made, job_ids, strict=True):
-            _record(run, profile.scheduler, jid, profile, sbatch, {}, array=parent, collect_job_id=collect_id)
-        record = study_dir / f"sweep-{parent}.json"
+            _record(
+                run, profile.scheduler, jid, profile, sbatch, {}, array=jid.split("_")[0], collect_job_id=collect_id
+            )
+        record = StudyDir(study_dir).sweep_record(parent)
         write_json(
             record,
             {
                 "executor": profile.scheduler,
                 "job_id": parent,
+                "arrays": list(arrays),
                 "collect_job_id": collect_id,
                 "throttle": throttle,
                 "sbatch": sbatch,
@@ -235,7 +240,7 @@ def _submit_array(made, specs, profile, out, throttle: int, parallel: int, undo:
         if not undo:
             raise
         _undo(made, exc)
-    return SweepSubmission(made, parent, collect_id, profile.scheduler, sbatch, record)
+    return SweepSubmission(made, parent, collect_id, profile.scheduler, sbatch, record, arrays)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -50,3 +50,9 @@ class Backend(abc.ABC):
 
     def state(self, run: RunDir, sub: dict) -> str:
         return self.states([(run, sub)])[0]
+
+    def cancel_all(self, runs: list[tuple[RunDir, dict]], jobs: list[str]) -> None:
+        """Stop several runs' jobs, and `jobs` that are not runs (a sweep's collect job), together. By
+        default one run at a time; a backend whose sweeps collect inside their runs' job has no more to stop."""
+        for run, sub in runs:
+            self.cancel(run, sub)
