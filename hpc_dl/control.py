@@ -72,6 +72,30 @@ def cancel(run: RunDir) -> State:
     return before
 
 
+def cancel_study(study) -> tuple[list[tuple[RunDir, str]], list[str]]:
+    """Cancel every run of a study that has not ended, and its sweeps' collect jobs, with one state query
+    and one cancel per backend. Return the (run, state before) of each run cancelled, and the collect jobs."""
+    from .runs import find_runs
+
+    found = find_runs([study.path])
+    records = [read_json(r.submission) for r in found]
+    todo: dict[str, list[tuple[RunDir, dict]]] = {}
+    cancelled = []
+    for run, sub, before in zip(found, records, states(found, records), strict=True):
+        if sub and not before.is_terminal:
+            write_json(run.cancel, {"time": time.time(), "by": os.environ.get("USER", "")})
+            todo.setdefault(sub["executor"], []).append((run, sub))
+            cancelled.append((run, before))
+    jobs: dict[str, list[str]] = {}
+    for record in filter(None, (read_json(p) for p in study.sweep_records())):
+        job = record.get("collect_job_id")
+        if job and not backends.get(record["executor"]).job_state(job).is_terminal:
+            jobs.setdefault(record["executor"], []).append(job)
+    for name in sorted(set(todo) | set(jobs)):
+        backends.get(name).cancel_all(todo.get(name, []), jobs.get(name, []))
+    return cancelled, [j for js in jobs.values() for j in js]
+
+
 def poll_max() -> float:
     """The longest pause between two scheduler queries of a wait (HPCDL_POLL_MAX, default 60 s)."""
     return float(os.environ.get("HPCDL_POLL_MAX", "60"))

@@ -174,7 +174,8 @@ class StudyDir:
         <runs root>/<study>/
             <run id>/              one RunDir per point
             .submitit/             submitit's folder for the sweep's array and collect jobs
-            sweep-<job id>.json    one record per sweep submitted into this study
+            sweep-<job id>.json    one record per sweep submitted into this study (named after its first
+                                   array; a sweep larger than the cluster's MaxArraySize has several)
     """
 
     path: Path
@@ -182,6 +183,18 @@ class StudyDir:
     @classmethod
     def of(cls, root: Path, study: str) -> StudyDir:
         return cls(Path(root) / check_study(study))
+
+    @classmethod
+    def find(cls, ref: str, root: Path) -> StudyDir | None:
+        """The study a reference names (its folder, or its name under root); None if it names a run or
+        no folder."""
+        path = Path(ref)
+        if (path / MARKER).is_file():
+            return None
+        for folder in (path, Path(root) / ref):
+            if folder.is_dir() and not (folder / MARKER).is_file():
+                return cls(folder.resolve())
+        return None
 
     @property
     def name(self) -> str:

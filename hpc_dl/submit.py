@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, backends
+from . import __version__
+from .backends.base import ArrayHow
 from .errors import HpcdlError, SubmitError, UsageError
 from .profiles import ClusterProfile
 from .render import RenderContext, Rendered, render
-from .runs import RunDir, new_run_id, write_atomic, write_json
+from .runs import RunDir, StudyDir, new_run_id, write_atomic, write_json
 from .spec import JobSpec
 
 # queued jobs pickled before the split refer to hpc_dl.submit.run_script / run_sequence / collect_study
@@ -125,7 +126,7 @@ def submit(
     check_study(study)
     run, rendered = _prepare(spec, profile, runs_root, study, templates, template)
     try:
-        job_id = backends.get(profile.scheduler).submit(run, spec, rendered)
+        job_id = profile.backend.submit(run, spec, rendered)
         _record(run, rendered.executor, job_id, profile, rendered.sbatch, rendered.parameters)
     except BaseException as exc:
         _undo([run], exc)
@@ -140,6 +141,7 @@ class SweepSubmission:
     executor: str
     sbatch: dict[str, str]  # the allocation every array task gets
     record: Path
+    arrays: tuple[str, ...] = ()  # every array's id, job_id first (more than one past the cluster's MaxArraySize)
 
 
 def plan_sweep(points, profile: ClusterProfile) -> dict[str, str]:
@@ -198,30 +200,33 @@ def _check_throttle(throttle: int) -> None:
 
 
 def _submit_array(made, specs, profile, out, throttle: int, parallel: int, undo: bool) -> SweepSubmission:
-    """Hand run folders that are ready to the backend as one array; record every run's submission."""
-    from .sweep import largest
-
+    """Hand run folders that are ready to the backend as arrays (one, or several past its MaxArraySize, each
+    after the one before) and a collect job after them; record every run's submission and the sweep."""
     sbatch = plan_sweep(specs, profile)
+    study = StudyDir(made[0].path.parent)
+    out = None if out is None else Path(out).resolve()
     try:
-        study_dir = made[0].path.parent
-        job_ids, collect_id = backends.get(profile.scheduler).submit_sweep(
-            made,
-            largest(specs),
-            sbatch,
-            throttle,
-            study_dir,
-            None if out is None else Path(out).resolve(),
-            parallel,
+        job_ids, arrays, collect_id = _arrays_then_collect(
+            profile.backend, made, specs, sbatch, study, out, throttle, parallel
         )
-        parent = job_ids[0].split("_")[0]
         for run, jid in zip(made, job_ids, strict=True):
-            _record(run, profile.scheduler, jid, profile, sbatch, {}, array=parent, collect_job_id=collect_id)
-        record = study_dir / f"sweep-{parent}.json"
+            _record(
+                run,
+                profile.scheduler,
+                jid,
+                profile,
+                sbatch,
+                {},
+                array=profile.backend.array_of(jid),
+                collect_job_id=collect_id,
+            )
+        record = study.sweep_record(arrays[0])
         write_json(
             record,
             {
                 "executor": profile.scheduler,
-                "job_id": parent,
+                "job_id": arrays[0],
+                "arrays": list(arrays),
                 "collect_job_id": collect_id,
                 "throttle": throttle,
                 "sbatch": sbatch,
@@ -233,7 +238,34 @@ def _submit_array(made, specs, profile, out, throttle: int, parallel: int, undo:
         if not undo:
             raise
         _undo(made, exc)
-    return SweepSubmission(made, parent, collect_id, profile.scheduler, sbatch, record)
+    return SweepSubmission(made, arrays[0], collect_id, profile.scheduler, sbatch, record, arrays)
+
+
+def _arrays_then_collect(backend, made, specs, sbatch, study: StudyDir, out, throttle: int, parallel: int):
+    """The one sweep flow over the backend's hooks: (each run's job id, the arrays, the collect job id).
+    Arrays queued before a failure are cancelled: their run folders are about to go."""
+    from .sweep import array_chunks, largest
+
+    big, job_ids, arrays = largest(specs), [], []
+    chunks = array_chunks(made, backend.max_array_size() or len(made))
+    inside = out if backend.collects_in_array else None
+    try:
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            how = ArrayHow(
+                study.submitit, throttle, arrays[-1] if arrays else None, parallel, study.path, inside if last else None
+            )
+            job_ids += backend.submit_array(chunk, big, sbatch, how)
+            arrays.append(backend.array_of(job_ids[-1]))
+        if out is None:
+            return job_ids, tuple(arrays), None
+        if backend.collects_in_array:
+            return job_ids, tuple(arrays), arrays[-1]
+        return job_ids, tuple(arrays), backend.submit_collect(arrays, sbatch, study.submitit, study.path, out)
+    except BaseException:
+        if arrays:
+            backend.cancel_all([], arrays)
+        raise
 
 
 def _one_line(exc: BaseException) -> str:

@@ -137,3 +137,9 @@ def label(point: Point, vary: dict | list = ()) -> str:
         return f"{spec.model} scheduler {spec.scheduler} fold {spec.fold + 1}/{spec.folds}"
     axes = "".join(f" {k}={getattr(spec, k)}" for k in vary)
     return f"{spec.strategy} {spec.nodes}x{spec.gpus}{axes} repeat {point.repeat}"
+
+
+def array_chunks(items: list, size: int) -> list[list]:
+    """A sweep's runs cut into arrays of at most `size` tasks (their indices 0 .. size - 1), in order."""
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]

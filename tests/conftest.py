@@ -69,16 +69,32 @@ def slurm_cluster():
     return {"SLURM_CONF": f"{dirname}/etc/slurm.conf"}
 
 
+def jobs_submitted_under(folder: Path) -> list[str]:
+    """The SLURM jobs whose records lie under a folder: every run's job, every sweep's arrays and collect job."""
+    import json
+
+    ids: list[str] = []
+    for path in sorted(folder.rglob("submission.json")) + sorted(folder.rglob("sweep-*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("executor") == "slurm":
+            ids += [record.get("job_id"), record.get("collect_job_id"), *record.get("arrays", [])]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
 @pytest.fixture
-def on_cluster(slurm_cluster, monkeypatch):
+def on_cluster(slurm_cluster, monkeypatch, tmp_path):
     """Run hpcdl against the test cluster, with its profile (testcluster)."""
     for key, value in slurm_cluster.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("HPCDL_PROFILES", str(CLUSTER_PROFILES))
     yield slurm_cluster
-    # whatever a test left queued or running must not hold the nodes for the next one
+    # whatever the test left queued or running must not hold the nodes for the next one; only its own jobs
+    # (those recorded under its tmp_path): other sessions may share the cluster
     import subprocess
 
-    subprocess.run(
-        ["scancel", "--user", str(os.getuid())], capture_output=True, timeout=30, env={**os.environ, **slurm_cluster}
-    )
+    ids = jobs_submitted_under(tmp_path)
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30, env={**os.environ, **slurm_cluster})

@@ -152,10 +152,7 @@ def test_cancel_stops_every_process(hpcdl, runs_root):
     assert hpcdl("status").stdout.splitlines()[1].endswith("RUNNING")
     cancelled = hpcdl("cancel", run.run_id)
     assert cancelled.stdout == f"cancelled run {run.run_id} (was RUNNING)\n"
-    assert (
-        wait_for(lambda: control.state(run).is_terminal and control.state(run), 30, "the run to end")
-        == "CANCELLED"
-    )
+    assert wait_for(lambda: control.state(run).is_terminal and control.state(run), 30, "the run to end") == "CANCELLED"
 
     def no_process_left():  # the submitit task and controller exit right after the script's exit is recorded
         return subprocess.run(["pgrep", "-f", str(run.path)], capture_output=True, text=True).stdout == ""

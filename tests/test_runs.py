@@ -91,3 +91,16 @@ def test_find_runs_walks_nested_studies(tmp_path):
     assert [r.run_id for r in runs.find_runs([tmp_path])] == ["1", "2"]
     assert [r.run_id for r in runs.find_runs([tmp_path / "a" / "1"])] == ["1"]
     assert runs.find_runs([Path(tmp_path / "nothing")]) == []
+
+
+def test_a_study_is_found_by_its_folder_or_its_name_but_never_for_a_run(tmp_path):
+    StudyDir = runs.StudyDir
+    root = tmp_path / "runs"
+    run = runs.RunDir.create(root, "st", "r1")
+    (run.path / "spec.json").write_text("{}")
+    assert StudyDir.find("st", root) == StudyDir((root / "st").resolve())
+    assert StudyDir.find(str(root / "st"), tmp_path) == StudyDir((root / "st").resolve())
+    assert StudyDir.find(str(run.path), root) is None  # a run folder is a run
+    assert StudyDir.find("r1", root) is None  # so is a run id
+    assert StudyDir.find("nope", root) is None
+    assert StudyDir.of(root, "st").sweep_record("12") == root / "st" / "sweep-12.json"

@@ -7,6 +7,7 @@ scontrol requeue, a broken sacct).
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from hpc_dl.analysis import collect as col
 from hpc_dl import control, profiles, render
 from hpc_dl import runs as runs_mod
 from hpc_dl.spec import JobSpec
+from tests.conftest import run_folders
 from tests.test_real_runs import submitted_run, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -375,3 +377,119 @@ def test_rerun_submits_only_the_points_that_did_not_complete(on_cluster, hpcdl, 
     assert (second.path / "attempts" / "1" / "cancel.json").exists() and not second.cancel.exists()
     assert control.state(second) == "COMPLETED"
     assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
+
+
+def shim(bin_dir: Path, name: str, body: str) -> Path:
+    """A fake `name` first on PATH: `body` is its shell script; $REAL is the real command, $LOG its log."""
+    real = shutil.which(name)
+    bin_dir.mkdir(exist_ok=True)
+    log = bin_dir / f"{name}.log"
+    (bin_dir / name).write_text(f'#!/bin/sh\nREAL={real}\nLOG={log}\necho "$@" >> "$LOG"\n{body}\n')
+    (bin_dir / name).chmod(0o755)
+    return log
+
+
+def test_scontrol_is_asked_only_about_our_jobs(on_cluster, hpcdl, runs_root, tmp_path, monkeypatch):
+    later = ["--sbatch", "begin=now+3600"]
+    sweep = hpcdl("sweep", *SMALL, *later, "--gpus", "1,2", "--study", "sc", "--no-collect")
+    assert sweep.exit_code == 0, sweep.output
+    array = re.search(r"as job (\d+) ", sweep.stdout)[1]
+    single = submitted_run(hpcdl("submit", *SMALL, *later, "--study", "sc"), runs_root)
+    job = json.loads(single.submission.read_text())["job_id"]
+    bin_dir = tmp_path / "bin"
+    shim(bin_dir, "sacct", "exit 1")  # accounting and squeue fail: only scontrol can tell
+    shim(bin_dir, "squeue", "exit 1")
+    log = shim(bin_dir, "scontrol", 'exec "$REAL" "$@"')
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rows = json.loads(hpcdl("status", "--json").stdout)
+    assert sorted((r["job_id"], r["state"]) for r in rows) == sorted(
+        [(f"{array}_0", "PENDING"), (f"{array}_1", "PENDING"), (job, "PENDING")]
+    )
+    assert sorted(log.read_text().splitlines()) == sorted([f"show job -o {array}", f"show job -o {job}"])
+
+
+def test_sbatch_is_tried_again_after_a_socket_timeout_but_not_after_a_refusal(
+    on_cluster, hpcdl, runs_root, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HPCDL_SBATCH_RETRY_S", "0.01")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    timeout = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+    log = shim(
+        tmp_path / "bin",
+        "sbatch",
+        f'[ -s "$LOG.1" ] && exec "$REAL" "$@"\necho 1 > "$LOG.1"\necho "{timeout}" >&2\nexit 1',
+    )
+    result = hpcdl("submit", *SMALL, "--sbatch", "begin=now+3600")
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(
+        rf"\[hpcdl\] sbatch failed \({timeout}\); trying again in 0\.0 s \(attempt 2 of 5\)\n", result.stderr
+    )
+    assert len(log.read_text().splitlines()) == 2  # one failure, then the real sbatch
+    run = submitted_run(result, runs_root)
+    assert control.state(run) == "PENDING"
+
+    refused = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"
+    log = shim(tmp_path / "bin", "sbatch", f'echo "{refused}" >&2\nexit 1')
+    log.unlink()  # the same log as the first sbatch shim's
+    result = hpcdl("submit", *SMALL, "--study", "refused")
+    assert (result.exit_code, result.stderr) == (1, f"Error: sbatch refused the job: {refused}\n")
+    assert len(log.read_text().splitlines()) == 1  # never tried again
+    assert not (runs_root / "refused").exists() or run_folders(runs_root / "refused") == []
+
+
+def test_a_sweep_past_max_array_size_is_several_arrays_that_status_cancel_and_rerun_treat_as_one(
+    on_cluster, hpcdl, runs_root, tmp_path, monkeypatch
+):
+    # the test cluster's MaxArraySize is 5 (tests/cluster/slurm.sh): 7 points are an array of 5, then one of 2.
+    # The runs wait after epoch 1 (until a stop that only the cancel brings), so none ends before the cancel.
+    assert re.search(
+        r"MaxArraySize\s*=\s*5\n", subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    )
+    monkeypatch.setenv("HPCDL_TEST_HOLD_AFTER_EPOCH", "1")
+    out = tmp_path / "report"
+    tiny = ["--train-samples", "256", "--test-samples", "64", "--epochs", "2", "--time", "10"]
+    result = hpcdl(
+        "sweep", "--profile", "testcluster", *tiny, "--gpus", "1", "--repeats", "7", "--study", "big", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    first = re.search(r"as job (\d+) ", result.stdout)[1]
+    record = json.loads((runs_root / "big" / f"sweep-{first}.json").read_text())
+    arrays, collect_job = record["arrays"], record["collect_job_id"]
+    assert len(arrays) == 2 and arrays[0] == first and len(record["runs"]) == 7
+    assert (
+        f"  arrays   {arrays[0]}, {arrays[1]} (the cluster's MaxArraySize is smaller: one after the other)"
+        in result.stdout.splitlines()
+    )
+    subs = [json.loads((runs_root / "big" / r / "submission.json").read_text()) for r in record["runs"]]
+    assert [(s["job_id"], s["array"]) for s in subs] == [(f"{arrays[0]}_{i}", arrays[0]) for i in range(5)] + [
+        (f"{arrays[1]}_{i}", arrays[1]) for i in range(2)
+    ]
+
+    def dependency(job_id):
+        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+        return re.search(r"\bDependency=(\S+)", out)[1]
+
+    assert dependency(arrays[1]) == f"afterany:{arrays[0]}_*(unfulfilled)"  # the second array after the first
+    assert dependency(collect_job) == f"afterany:{arrays[0]}_*(unfulfilled),afterany:{arrays[1]}_*(unfulfilled)"
+
+    rows = json.loads(hpcdl("status", "--json").stdout)
+    assert sorted(r["job_id"] for r in rows) == sorted(s["job_id"] for s in subs)
+    assert {r["state"] for r in rows} <= {"PENDING", "RUNNING"}
+
+    cancelled = hpcdl("cancel", "big")
+    assert cancelled.exit_code == 0, cancelled.output
+    lines = cancelled.stdout.splitlines()
+    assert lines[0] == f"study big: cancelled 7 run(s) and collect job(s) {collect_job}"
+    assert sorted(line.split()[0] for line in lines[1:]) == sorted(record["runs"])
+    runs = [runs_mod.resolve(r, runs_root) for r in record["runs"]]
+    assert [control.wait(r, timeout_s=60) for r in runs] == ["CANCELLED"] * 7
+    assert control.wait_job("slurm", collect_job, timeout_s=60) == "CANCELLED"
+
+    monkeypatch.delenv("HPCDL_TEST_HOLD_AFTER_EPOCH")  # now they may run to the end
+    result = hpcdl("rerun", "big", "--out", str(out), "--wait")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "study big: 7 run(s), 7 to run again"
+    assert re.match(r"  arrays   \d+, \d+ \(the cluster's MaxArraySize", [x for x in lines if "arrays" in x][0])
+    assert [control.state(r) for r in runs] == ["COMPLETED"] * 7
+    assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n7 run(s) found, 7 completed.\n")

@@ -1,12 +1,16 @@
-"""The interface every backend fills: submit a run or a sweep, read states, cancel.
+"""The interface every backend fills: what it can run, submit a job or an array, read states, cancel.
 
-The login-node flow (hpc_dl/submit.py) is written once over this interface; a new scheduler is a new
+The login-node flow (hpc_dl/submit.py) is written once over this interface, as submitit's executors
+fill a few hooks of one flow: a run is `submit`; a sweep is `submit_array` per chunk of at most
+`max_array_size()` runs (each after the one before), then `submit_collect` after all of them unless the
+backend `collects_in_array` (its array's own job collects after the points). A new scheduler is a new
 backend, not a branch in the flow. Backends are imported lazily by name (`hpc_dl.backends.get`).
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +23,19 @@ if TYPE_CHECKING:
     from ..render import Rendered
 
 
+@dataclass(frozen=True)
+class ArrayHow:
+    """How one array of a sweep runs: its submitit folder, its throttle, the array it waits for, the local
+    sequence's parallelism, and (a backend that collects in the array's job) where collect writes."""
+
+    folder: Path
+    throttle: int
+    after: str | None = None
+    parallel: int = 1
+    study_dir: Path | None = None
+    collect_into: Path | None = None
+
+
 class Backend(abc.ABC):
     name: str
     # every state name this backend can report (its scheduler's, its records'), mapped into the one model
@@ -28,6 +45,8 @@ class Backend(abc.ABC):
     on_this_machine = False
     # True: a shape that does not fit the chosen partition gets advice on the partitions it fits
     advises_partitions = False
+    # True: a sweep's array is one job that collects after its points (no separate collect job)
+    collects_in_array = False
 
     # -- facts the login node asks before anything is submitted (pure, cheap: no scheduler call)
     def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
@@ -54,19 +73,21 @@ class Backend(abc.ABC):
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
         """Hand the run's job to the scheduler; return its job id."""
 
+    def max_array_size(self) -> int | None:
+        """The most runs one array may hold (None: no limit)."""
+        return None
+
     @abc.abstractmethod
-    def submit_sweep(
-        self,
-        runs: list[RunDir],
-        big: JobSpec,
-        sbatch: dict[str, str],
-        throttle: int,
-        study_dir: Path,
-        out: Path | None,
-        parallel: int = 1,
-    ) -> tuple[list[str], str | None]:
-        """Every run as one job array of the `big` allocation (and a collect job into `out` unless it is
-        None); return each run's job id and the collect job's id."""
+    def submit_array(self, runs: list[RunDir], big: JobSpec, sbatch: dict[str, str], how: ArrayHow) -> list[str]:
+        """The runs as one array of the `big` allocation; return each run's job id."""
+
+    def submit_collect(self, after: list[str], sbatch: dict[str, str], folder: Path, study_dir: Path, out: Path) -> str:
+        """A collect job of the study into `out`, after the arrays `after`; return its job id."""
+        raise NotImplementedError(f"backend {self.name!r} collects in the array's own job")
+
+    def array_of(self, job_id: str) -> str:
+        """The id of the array a run's job id belongs to."""
+        return job_id
 
     @abc.abstractmethod
     def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
@@ -82,3 +103,9 @@ class Backend(abc.ABC):
 
     def state(self, run: RunDir, sub: dict) -> State:
         return self.states([(run, sub)])[0]
+
+    def cancel_all(self, runs: list[tuple[RunDir, dict]], jobs: list[str]) -> None:
+        """Stop several runs' jobs, and `jobs` that are not runs (a sweep's collect job), together. By
+        default one run at a time; a backend whose sweeps collect inside their runs' job has no more to stop."""
+        for run, sub in runs:
+            self.cancel(run, sub)

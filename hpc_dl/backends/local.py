@@ -17,7 +17,7 @@ from ..jobscript import run_script, run_sequence
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import WRAPPER_STATES, State
-from .base import Backend
+from .base import ArrayHow, Backend
 
 if TYPE_CHECKING:
     from ..profiles import Partition
@@ -72,6 +72,7 @@ class LocalBackend(Backend):
     name = "local"
     cheap_queries = True
     on_this_machine = True
+    collects_in_array = True
     # what this backend can report: the wrapper's exit record, or the controller process alive or gone
     STATES = {
         **{s.value: s for s in WRAPPER_STATES},
@@ -111,27 +112,16 @@ class LocalBackend(Backend):
         executor.update_parameters(**rendered.parameters)
         return str(executor.submit(run_script, str(run.path)).job_id)
 
-    def submit_sweep(
-        self,
-        runs: list[RunDir],
-        big: JobSpec,
-        sbatch: dict[str, str],
-        throttle: int,
-        study_dir: Path,
-        out: Path | None,
-        parallel: int = 1,
-    ) -> tuple[list[str], str | None]:
-        folder = study_dir / ".submitit"
-        folder.mkdir(exist_ok=True)
-        executor = _detached_local_executor()(folder=folder)
+    def submit_array(self, runs: list[RunDir], big: JobSpec, sbatch: dict[str, str], how: ArrayHow) -> list[str]:
+        """One local job that runs the points in turn (or how.parallel at a time), then collects."""
+        how.folder.mkdir(exist_ok=True)
+        executor = _detached_local_executor()(folder=how.folder)
         executor.visible = assign(big.gpus, big.device)
         total = sum((r.read_spec() or JobSpec()).time_limit for r in runs)
         executor.update_parameters(tasks_per_node=1, gpus_per_node=big.gpus, timeout_min=total + 5)
-        job = executor.submit(
-            run_sequence, [str(r.path) for r in runs], str(study_dir), None if out is None else str(out), parallel
-        )
-        jid = str(job.job_id)
-        return [jid] * len(runs), jid if out is not None else None
+        out = None if how.collect_into is None else str(how.collect_into)
+        job = executor.submit(run_sequence, [str(r.path) for r in runs], str(how.study_dir), out, how.parallel)
+        return [str(job.job_id)] * len(runs)
 
     def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         return [State.of(self._state(run, sub), self.STATES) for run, sub in runs]

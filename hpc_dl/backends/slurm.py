@@ -1,30 +1,27 @@
-"""SLURM through submitit's SlurmExecutor (use_srun=False: the rendered script owns the launch), and the
-scheduler queries, made in bulk.
+"""SLURM through submitit's SlurmExecutor (use_srun=False: the rendered script owns the launch).
 
-A status over many runs asks the scheduler at most three times in all (one sacct, one squeue, one
-scontrol), whatever the number of runs, and all three share one deadline (HPCDL_QUERY_TIMEOUT, 10 s):
-`hpcdl status` never hangs, also when accounting is down. Answers are kept for a few seconds, so
-a wait loop and the triage after it do not ask again.
+The backend fills the hooks of the one submission flow (hpc_dl/submit.py): a job, an array after an
+array, a collect job after the arrays. sbatch is tried again on a busy controller's transient errors
+(sbatch.py); states are read in bulk and cached (slurm_query.py) and mapped into the one state model.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SpecError, SubmitError
+from ..errors import HpcdlError, SpecError
 from ..jobscript import collect_study, run_script
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import State
-from .base import Backend
+from .base import ArrayHow, Backend
+from .sbatch import depend, is_transient, max_array_size, sbatch_retried  # noqa: F401  (the module's API)
+from .slurm_query import _cache, query_states
 
 if TYPE_CHECKING:
     from ..profiles import Partition
@@ -103,44 +100,29 @@ class SlurmBackend(Backend):
         executor.update_parameters(**params)
         return executor
 
-    @staticmethod
-    def _sbatch_failed(exc: subprocess.CalledProcessError) -> SubmitError:
-        detail = (exc.stderr or exc.output or b"").decode(errors="replace").strip().splitlines()
-        return SubmitError(f"sbatch refused the job: {detail[-1] if detail else exc}")
-
     def submit(self, run: RunDir, spec: JobSpec, rendered: Rendered) -> str:
         executor = self._executor(run.submitit, rendered.sbatch, spec.time_limit)
-        try:
-            return str(executor.submit(run_script, str(run.path)).job_id)
-        except subprocess.CalledProcessError as exc:
-            raise self._sbatch_failed(exc) from None
+        return str(sbatch_retried(lambda: executor.submit(run_script, str(run.path))).job_id)
 
-    def submit_sweep(
-        self,
-        runs: list[RunDir],
-        big: JobSpec,
-        sbatch: dict[str, str],
-        throttle: int,
-        study_dir: Path,
-        out: Path | None,
-        parallel: int = 1,
-    ) -> tuple[list[str], str | None]:
-        folder = study_dir / ".submitit"
-        executor = self._executor(folder, sbatch, big.time_limit, array_parallelism=throttle)
-        try:
-            jobs = executor.map_array(run_script, [str(r.path) for r in runs])
-            ids = [str(j.job_id) for j in jobs]
-            if out is None:
-                return ids, None
-            parent = ids[0].split("_")[0]
-            # a small job for collect: one task, one CPU, on the array's partition and account
-            small = {k: v for k, v in sbatch.items() if k not in ("nodes", "ntasks-per-node", "cpus-per-task", "gres")}
-            small.update({"job-name": f"{sbatch['job-name']}-collect", "dependency": f"afterany:{parent}"})
-            collect = self._executor(folder, small, 30, nodes=1, ntasks_per_node=1, cpus_per_task=1)
-            cjob = collect.submit(collect_study, str(study_dir), str(out))
-            return ids, str(cjob.job_id)
-        except subprocess.CalledProcessError as exc:
-            raise self._sbatch_failed(exc) from None
+    def max_array_size(self) -> int:
+        return max_array_size()
+
+    def submit_array(self, runs: list[RunDir], big: JobSpec, sbatch: dict[str, str], how: ArrayHow) -> list[str]:
+        """One job array of `big`'s allocation, `how.throttle` tasks at once, after `how.after` if given."""
+        options = depend(sbatch, f"afterany:{how.after}") if how.after else sbatch
+        executor = self._executor(how.folder, options, big.time_limit, array_parallelism=how.throttle)
+        jobs = sbatch_retried(lambda: executor.map_array(run_script, [str(r.path) for r in runs]))
+        return [str(j.job_id) for j in jobs]
+
+    def submit_collect(self, after: list[str], sbatch: dict[str, str], folder: Path, study_dir: Path, out: Path) -> str:
+        """A small job for collect: one task, one CPU, on the arrays' partition and account, after all of them."""
+        small = {k: v for k, v in sbatch.items() if k not in ("nodes", "ntasks-per-node", "cpus-per-task", "gres")}
+        small.update({"job-name": f"{sbatch['job-name']}-collect", "dependency": "afterany:" + ":".join(after)})
+        collect = self._executor(folder, small, 30, nodes=1, ntasks_per_node=1, cpus_per_task=1)
+        return str(sbatch_retried(lambda: collect.submit(collect_study, str(study_dir), str(out))).job_id)
+
+    def array_of(self, job_id: str) -> str:
+        return job_id.split("_")[0]  # <array id>_<task index>
 
     def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         known = query_states([sub["job_id"] for _run, sub in runs])
@@ -167,125 +149,15 @@ class SlurmBackend(Backend):
         subprocess.run(["scancel", sub["job_id"]], check=True, timeout=30, capture_output=True)
         _cache.pop(sub["job_id"], None)  # what was cached before the cancel is stale now
 
-
-# ----------------------------------------------------------------------------------------------------------
-# scheduler queries
-
-CACHE_S = 3.0  # how long an answer is reused
-_cache: dict[str, tuple[float, str]] = {}
-CALLS = {"n": 0}  # scheduler commands run by this process (bench/bench_slurm.py reads it)
-
-
-def query_timeout() -> float:
-    return float(os.environ.get("HPCDL_QUERY_TIMEOUT", "10"))
-
-
-def query_states(job_ids: list[str]) -> dict[str, str]:
-    """The state of every job id (array tasks as <array id>_<index>) that the scheduler can tell.
-
-    sacct first (one call for all ids), then squeue for those it did not know (one call), then one
-    `scontrol show job` for the rest; all under one deadline. Ids no query knows are left out.
-    """
-    now = time.monotonic()
-    wanted = [j for j in dict.fromkeys(job_ids) if not (j in _cache and now - _cache[j][0] < CACHE_S)]
-    deadline = now + query_timeout()
-    found: dict[str, str] = {}
-    pending: dict[str, str] = {}  # accounting's PENDING: stale for a never-started array task cancelled since
-    controller = False  # whether squeue or scontrol answered
-    # sacct (slurmdbd) may hang when accounting is down: it gets half the time, so squeue and scontrol
-    # (slurmctld) still answer within the one timeout
-    for ask, share in ((_sacct, 0.5), (_squeue, 0.8), (_scontrol, 1.0)):
-        missing = [j for j in wanted if j not in found]
-        left = deadline - time.monotonic()
-        if not missing or left <= 0:
-            break
-        answer = ask(missing, time.monotonic() + share * left)
-        if answer is None:
-            continue
-        if ask is _sacct:
-            pending = {j: s for j, s in answer.items() if s == "PENDING"}
-            answer = {j: s for j, s in answer.items() if s != "PENDING"}  # the controller knows better
-        else:
-            controller = True
-        found.update({j: s for j, s in answer.items() if j in missing})
-    if not controller:
-        found.update({j: s for j, s in pending.items() if j not in found})
-    stamp = time.monotonic()
-    _cache.update({j: (stamp, s) for j, s in found.items()})
-    return {j: _cache[j][1] for j in job_ids if j in _cache}
-
-
-def _run(argv: list[str], deadline: float) -> str | None:
-    """A scheduler command's stdout, or None if it is missing, fails or does not answer by the deadline."""
-    CALLS["n"] += 1
-    try:
-        out = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=max(0.1, deadline - time.monotonic()),
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def _parents(job_ids: list[str]) -> str:
-    """The ids to ask about: an array task's array id covers all its tasks."""
-    return ",".join(dict.fromkeys(j.split("_")[0] for j in job_ids))
-
-
-def _sacct(job_ids: list[str], deadline: float) -> dict[str, str] | None:
-    out = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", _parents(job_ids)], deadline)
-    return _pairs(out, "|")
-
-
-def _squeue(job_ids: list[str], deadline: float) -> dict[str, str] | None:
-    out = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", _parents(job_ids)], deadline)
-    return _pairs(out, "|")
-
-
-def _scontrol(job_ids: list[str], deadline: float) -> dict[str, str] | None:
-    out = _run(["scontrol", "show", "job", "-o"], deadline)
-    if out is None:
-        return None
-    found = {}
-    for line in (out or "").splitlines():
-        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        jid, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
-        if jid and task and task != "N/A":
-            key = f"{jid}_{task}" if task.isdigit() else f"{jid}_[{task}]"  # a pending range: 2-5%4
-        else:
-            key = fields.get("JobId")
-        for one in _expand(key or ""):
-            found[one] = fields.get("JobState", "UNKNOWN")
-    return found
-
-
-def _pairs(out: str | None, sep: str) -> dict[str, str] | None:
-    """'<id>|<state>' lines -> {id: state}; a pending range 123_[2-5%4] gives every task in it. None: the
-    command did not answer."""
-    if out is None:
-        return None
-    found = {}
-    for line in (out or "").splitlines():
-        jid, _, state = line.strip().partition(sep)
-        if jid and state:
-            for one in _expand(jid):
-                found.setdefault(one, state.split()[0].rstrip("+"))
-    return found
-
-
-_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
-
-
-def _expand(job_id: str) -> list[str]:
-    m = _RANGE.match(job_id)
-    if not m:
-        return [job_id] if job_id else []
-    tasks = []
-    for part in m[2].split(","):
-        lo, _, hi = part.partition("-")
-        tasks += range(int(lo), int(hi or lo) + 1)
-    return [f"{m[1]}_{t}" for t in tasks]
+    def cancel_all(self, runs: list[tuple[RunDir, dict]], jobs: list[str]) -> None:
+        """One scancel for all of them; a job that ended meanwhile is no error."""
+        ids = list(dict.fromkeys([sub["job_id"] for _run, sub in runs] + list(jobs)))
+        if not ids:
+            return
+        out = subprocess.run(["scancel", *ids], timeout=30, capture_output=True, text=True)
+        for job_id in ids:
+            _cache.pop(job_id, None)
+        ended = ("already completing or completed", "invalid job id")
+        errors = [x for x in out.stderr.splitlines() if x.strip() and not any(e in x.lower() for e in ended)]
+        if out.returncode and errors:
+            raise HpcdlError(f"scancel failed: {errors[-1].strip()}")

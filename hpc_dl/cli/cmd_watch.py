@@ -66,13 +66,21 @@ def logs(run: str, rank: int | None, follow: bool, poll: float, runs_dir: str | 
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", metavar="RUN_OR_STUDY")
 @runs_dir_option
 def cancel(run: str, runs_dir: str | None) -> int:
-    """Cancel a run."""
+    """Cancel a run, or every run of a study (all the arrays of its sweeps, and their collect jobs)."""
     from .. import control
     from .. import runs as runs_mod
 
+    study = runs_mod.StudyDir.find(run, runs_root(runs_dir))
+    if study is not None:
+        cancelled, jobs = control.cancel_study(study)
+        also = f" and collect job(s) {', '.join(jobs)}" if jobs else ""
+        click.echo(f"study {study.name}: cancelled {len(cancelled)} run(s){also}")
+        for r, before in cancelled:
+            click.echo(f"  {r.run_id} (was {before})")
+        return 0
     r = runs_mod.resolve(run, runs_root(runs_dir))
     before = control.cancel(r)
     if control.is_terminal(before):

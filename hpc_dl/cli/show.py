@@ -52,6 +52,8 @@ def array_submitted(kind: str, s, throttle: int, out, root: Path) -> None:
         f"submitted {kind} of {len(s.runs)} run(s) as job {s.job_id} ({s.executor} executor, at most "
         f"{throttle} at once)"
     )
+    if len(s.arrays) > 1:
+        click.echo(f"  arrays   {', '.join(s.arrays)} (the cluster's MaxArraySize is smaller: one after the other)")
     if s.collect_job_id and s.executor == "local":
         click.echo(f"  collect  in the same local job, after the runs -> {out}")
     elif s.collect_job_id:

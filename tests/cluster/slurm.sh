@@ -3,11 +3,14 @@
 # nodes (n1, n2, each with its own hostname and 4+4 fake GPUs), started as root with no systemd and
 # no cgroups. Everything lives under one private folder, $HPCDL_CLUSTER_DIR (default /var/tmp/hpcdl-slurm).
 #
-#   tests/cluster/slurm.sh up      install what is missing, start (or reuse a running cluster), wait for idle nodes
+#   tests/cluster/slurm.sh up      install what is missing, start (or reuse a running cluster), wait for idle nodes;
+#                                  a running cluster whose config differs from this script's gets its SLURM
+#                                  daemons restarted once (running jobs go on: slurmstepd outlives slurmd)
 #   tests/cluster/slurm.sh down    stop every daemon it started
 #   tests/cluster/slurm.sh env     print `export SLURM_CONF=…` for a shell
 #
 # Partitions are Discovery-like: debug (default), gpu (1 node, 8 h), multigpu (1 day), short (1 day).
+# MaxArraySize is small (array indices 0..4), so that a test sees hpcdl split a sweep into several arrays.
 set -euo pipefail
 
 D=${HPCDL_CLUSTER_DIR:-/var/tmp/hpcdl-slurm}
@@ -16,6 +19,7 @@ DBD_PORT=${HPCDL_SLURMDBD_PORT:-16819}
 DB_PORT=${HPCDL_MARIADB_PORT:-16830}
 NODE_PORTS=(16821 16822)
 NODES=(n1 n2)
+MAX_ARRAY_SIZE=5
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 export SLURM_CONF=$D/etc/slurm.conf
 
@@ -59,14 +63,18 @@ all_idle() {
     [ "$(echo "$states" | grep -c ' idle$')" = "${#NODES[@]}" ]
 }
 
-write_config() {
-    local host
-    host=$(hostname -s)
+make_dirs() {
     mkdir -p "$D"/{etc,state,log,run,dev,mysql} "$D"/spool/{n1,n2}
     for i in 0 1 2 3 4 5 6 7; do  # fake GPUs: character devices (plain files are refused)
         [ -c "$D/dev/gpu$i" ] || mknod "$D/dev/gpu$i" c 1 3
     done
-    cat > "$D/etc/slurm.conf" <<CONF
+}
+
+write_config() {  # write_config DIR: the config files, written into DIR
+    local host etc=$1
+    host=$(hostname -s)
+    mkdir -p "$etc"
+    cat > "$etc/slurm.conf" <<CONF
 ClusterName=hpcdl
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -104,6 +112,7 @@ MessageTimeout=10
 SlurmctldTimeout=30
 SlurmdTimeout=60
 OverTimeLimit=0
+MaxArraySize=$MAX_ARRAY_SIZE
 NodeName=n1 NodeHostname=$host NodeAddr=127.0.0.1 Port=${NODE_PORTS[0]} CPUs=16 RealMemory=16000 Gres=gpu:v100-sxm2:4,gpu:a100:4 State=UNKNOWN
 NodeName=n2 NodeHostname=$host NodeAddr=127.0.0.1 Port=${NODE_PORTS[1]} CPUs=16 RealMemory=16000 Gres=gpu:v100-sxm2:4,gpu:a100:4 State=UNKNOWN
 PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP
@@ -111,12 +120,12 @@ PartitionName=gpu Nodes=n[1-2] MaxNodes=1 MaxTime=08:00:00 State=UP
 PartitionName=multigpu Nodes=n[1-2] MaxTime=1-00:00:00 State=UP
 PartitionName=short Nodes=n[1-2] MaxTime=1-00:00:00 State=UP
 CONF
-    cat > "$D/etc/gres.conf" <<CONF
+    cat > "$etc/gres.conf" <<CONF
 AutoDetect=off
 Name=gpu Type=v100-sxm2 File=$D/dev/gpu[0-3]
 Name=gpu Type=a100 File=$D/dev/gpu[4-7]
 CONF
-    cat > "$D/etc/slurmdbd.conf" <<CONF
+    cat > "$etc/slurmdbd.conf" <<CONF
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
@@ -130,8 +139,33 @@ StoragePort=$DB_PORT
 StorageUser=root
 StorageLoc=slurm_acct_db
 CONF
-    chmod 600 "$D/etc/slurmdbd.conf"
-    printf '127.0.0.1 localhost %s\n127.0.0.1 n1\n127.0.0.1 n2\n' "$host" > "$D/etc/hosts"
+    chmod 600 "$etc/slurmdbd.conf"
+    printf '127.0.0.1 localhost %s\n127.0.0.1 n1\n127.0.0.1 n2\n' "$host" > "$etc/hosts"
+}
+
+conf_hash() {  # conf_hash DIR: one hash of the config files in DIR
+    (cd "$1" && cat slurm.conf gres.conf slurmdbd.conf hosts 2>/dev/null) | sha256sum | cut -c1-16
+}
+
+config_changed() {  # whether this script writes another config than the running cluster's
+    local new rc=1
+    new=$(mktemp -d)
+    write_config "$new"
+    [ "$(conf_hash "$new")" = "$(conf_hash "$D/etc")" ] || rc=0
+    rm -rf "$new"
+    return $rc
+}
+
+all_gone() { local p; for p; do ! kill -0 "$p" 2>/dev/null || return 1; done; }
+
+stop_slurm_daemons() {  # slurmdbd, slurmctld and every slurmd; not their jobs (slurmstepd outlives slurmd)
+    local f pids=()
+    for f in slurmctld.pid slurmdbd.pid slurmd-n1.pid slurmd-n2.pid; do
+        if running "$D/run/$f"; then pids+=("$(cat "$D/run/$f")"); fi
+    done
+    [ ${#pids[@]} = 0 ] && return
+    kill "${pids[@]}" 2>/dev/null || true
+    wait_for 30 "the SLURM daemons to stop" all_gone "${pids[@]}"
 }
 
 start_munge() {
@@ -157,7 +191,7 @@ start_mariadb() {
         -e "ALTER USER 'root'@'localhost' IDENTIFIED BY ''; CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1'; FLUSH PRIVILEGES;"
 }
 
-start_slurm() {
+start_slurm() {  # start_slurm READY: start what is not running, then wait until READY (all_idle or all_up)
     if ! running "$D/run/slurmdbd.pid"; then
         start_bg "$D/run/slurmdbd.pid" "$D/log/slurmdbd.out" env SLURM_CONF="$SLURM_CONF" /usr/sbin/slurmdbd -D
         wait_for 30 slurmdbd bash -c "echo > /dev/tcp/127.0.0.1/$DBD_PORT"
@@ -178,20 +212,26 @@ start_slurm() {
     if sinfo -h -N -o '%N %t' | grep -qE ' (drain|drng|down)'; then
         timeout 10 scontrol update nodename=n1,n2 state=resume >/dev/null 2>&1 || true
     fi
-    wait_for 60 "idle nodes" all_idle
+    wait_for 60 "nodes that take jobs ($1)" "$1"
 }
 
 up() {
-    local t0=$SECONDS
+    local t0=$SECONDS ready=all_idle
     if [ -f "$SLURM_CONF" ] && all_up; then
-        log "reusing the running cluster ($SLURM_CONF)"
-        return
+        if ! config_changed; then
+            log "reusing the running cluster ($SLURM_CONF)"
+            return
+        fi
+        log "the running cluster's config differs from this script's: restarting its SLURM daemons once"
+        stop_slurm_daemons
+        ready=all_up  # other jobs may be running: their nodes need not be idle
     fi
     install_packages
-    write_config
+    make_dirs
+    write_config "$D/etc"
     start_munge
     start_mariadb
-    start_slurm
+    start_slurm "$ready"
     log "up in $((SECONDS - t0))s: $(sinfo -h -N -p debug -o '%N:%t' | tr '\n' ' ')(SLURM_CONF=$SLURM_CONF)"
 }
 
