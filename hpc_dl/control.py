@@ -136,7 +136,7 @@ def wait(run: RunDir, timeout_s: float, poll_s: float | None = None) -> State:
     sub = submission(run)
     backend = backends.get(sub["executor"])
     poll_s = poll_s or (1.0 if backend.cheap_queries else None)
-    return _until_terminal(lambda: backend.state(run, sub), timeout_s, lambda: final_state(run), poll_s)
+    return _until_terminal(lambda: backend.state(run, sub), timeout_s, lambda: backend.ended(run), poll_s)
 
 
 def wait_job(executor: str, job_id: str, timeout_s: float, poll_s: float | None = None) -> State:
@@ -150,12 +150,6 @@ def final_state(run: RunDir) -> State | None:
     """The state in the run's exit record, if the job wrote one."""
     ended = read_json(run.exit)
     return State.of(ended.get("state")) if isinstance(ended, dict) and ended.get("state") else None
-
-
-def _ended(run: RunDir) -> State | None:
-    """The exit record's state if it is terminal: the run ended, whatever the scheduler still says."""
-    final = final_state(run)
-    return final if final is not None and final.is_terminal else None
 
 
 def signals(run: RunDir) -> list[str]:
@@ -207,10 +201,12 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
 def follow(run: RunDir, path: Path, poll_s: float) -> Iterator[str | tuple[str, str]]:
     """Yield new text of `path` as it grows, then ("end", state) once the run ends, or ("unknown", "")
     when no scheduler can tell its state for UNKNOWN_GIVE_UP_S."""
+    sub = submission(run)
+    backend = backends.get(sub["executor"])
     offset = 0
     unknown_since = None
     while True:
-        current = _ended(run) or state(run)  # read before the file: the last read after the end gets all
+        current = backend.ended(run) or backend.state(run, sub)  # before the file: the last read gets all
         if current is not State.UNKNOWN:
             unknown_since = None
         elif time.monotonic() - (unknown_since := unknown_since or time.monotonic()) > UNKNOWN_GIVE_UP_S:

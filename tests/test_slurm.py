@@ -243,7 +243,8 @@ def test_a_requeue_in_an_array_takes_only_its_own_task(on_cluster, hpcdl, runs_r
         assert "[hpcdl] attempt 2 of job" in run.job_log.read_text()
 
 
-def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(on_cluster, hpcdl, runs_root):
+def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(on_cluster, hpcdl, runs_root, monkeypatch):
+    monkeypatch.setenv("HPCDL_TEST_HOLD_AT_STEP", "2:10")  # the ranks wait in epoch 2 for the requeue's SIGTERM
     result = hpcdl(
         "submit",
         "--profile",
@@ -259,7 +260,7 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(on_cluster, hpcdl,
     )
     run = submitted_run(result, runs_root)
     job_id = json.loads(run.submission.read_text())["job_id"]
-    wait_for(lambda: run.rank_events(0).exists() and epochs_logged(run) == [1], 90, "epoch 1")
+    wait_for(lambda: run.rank_events(0).exists() and epochs_logged(run) == [1], 240, "epoch 1")
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     assert control.wait(run, timeout_s=240) == "COMPLETED"
     assert epochs_logged(run) == [1, 2, 3, 4]

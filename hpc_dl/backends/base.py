@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..runs import RunDir
+from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import State
 
@@ -103,6 +103,13 @@ class Backend(abc.ABC):
 
     def state(self, run: RunDir, sub: dict) -> State:
         return self.states([(run, sub)])[0]
+
+    def ended(self, run: RunDir) -> State | None:
+        """How the run ended, as its own exit record says it, where that is final without asking the
+        scheduler (waits and `logs --follow` read it every second); None: ask the scheduler."""
+        record = read_json(run.exit)
+        state = State.of(record.get("state")) if isinstance(record, dict) and record.get("state") else None
+        return state if state is not None and state.is_terminal else None
 
     def cancel_all(self, runs: list[tuple[RunDir, dict]], jobs: list[str]) -> None:
         """Stop several runs' jobs, and `jobs` that are not runs (a sweep's collect job), together. By

@@ -142,6 +142,12 @@ class SlurmBackend(Backend):
             return record  # the wrapper knows more than "failed": TERMINATED by a signal, STOPPED on request
         return state
 
+    def ended(self, run: RunDir) -> State | None:
+        """Only a COMPLETED record is final without asking: an attempt ended by SIGTERM may be requeued
+        (`scontrol requeue`, a preemption), and its record then says TERMINATED while the job goes on."""
+        state = super().ended(run)
+        return state if state is State.COMPLETED else None
+
     def job_state(self, job_id: str) -> State:
         return State.of(query_states([job_id]).get(job_id), SLURM_STATES)
 

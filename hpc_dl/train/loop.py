@@ -111,7 +111,7 @@ class Trainer:
             sums[0] += batch_loss
             sums[1] += batch_correct
             acc["samples"] += counted
-            if step % preempt.CHECK_EVERY == 0 and self.stop_requested():
+            if step % preempt.CHECK_EVERY == 0 and preempt.stop_at_step(epoch, step, self.stop_requested):
                 self._read_sums(acc, sums)
                 acc["elapsed"] = time.perf_counter() - start
                 mine = {"acc": acc, "rng_epoch": rng_epoch, "rng_now": preempt.rng_state()}

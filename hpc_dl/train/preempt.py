@@ -22,6 +22,7 @@ import torch
 CHECK_EVERY = max(1, int(os.environ.get("HPCDL_STOP_CHECK_STEPS", "10")))  # steps between two stop checks
 _PREEMPTED = threading.Event()
 HOLD_ENV = "HPCDL_TEST_HOLD_AFTER_EPOCH"  # tests only: see stop_at_epoch_end
+HOLD_STEP_ENV = "HPCDL_TEST_HOLD_AT_STEP"  # tests only, EPOCH:STEP (a stop-check step): see stop_at_step
 
 
 def stop_at_epoch_end(epoch: int, stop_requested) -> bool:
@@ -29,6 +30,17 @@ def stop_at_epoch_end(epoch: int, stop_requested) -> bool:
     $HPCDL_TEST_HOLD_AFTER_EPOCH = this epoch, they wait here until a stop is requested, so a test can warn
     a run at a known point however fast the machine is (a test that raced an epoch's end was flaky)."""
     if os.environ.get(HOLD_ENV) != str(epoch):
+        return stop_requested()
+    while not stop_requested():
+        time.sleep(0.2)
+    return True
+
+
+def stop_at_step(epoch: int, step: int, stop_requested) -> bool:
+    """Whether the ranks stop at this step of the epoch (they check every CHECK_EVERY steps). With
+    $HPCDL_TEST_HOLD_AT_STEP = EPOCH:STEP of this one, they wait here until a stop is requested, so a test
+    can stop a run in the middle of an epoch however fast the machine is."""
+    if os.environ.get(HOLD_STEP_ENV) != f"{epoch}:{step}":
         return stop_requested()
     while not stop_requested():
         time.sleep(0.2)
