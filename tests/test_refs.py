@@ -1,6 +1,8 @@
 """References (ReFrame-style target/lower/upper/unit), collect --check and compare, on hand-made runs."""
 
 import json
+import os
+import stat
 
 import pytest
 from hpc_dl.analysis import collect as col
@@ -175,6 +177,24 @@ def test_report_writes_one_self_contained_page_and_markdown(tmp_path, hpcdl):
     assert "Runs that did not complete" in page and "rank 1: RuntimeError: boom" in page
     md = (out / "report.md").read_text()
     assert "## Where the time goes" in md and "## Environment" in md and "- hpcdl: 0.1.0" in md
+
+
+def test_report_and_collect_files_are_readable_by_everyone(tmp_path, hpcdl):
+    """Written through a temporary file and a rename, but with the mode open() gives (0644 under umask 022),
+    not mkstemp's 0600: a report is for others to read (a web server, the group)."""
+    root = tmp_path / "runs"
+    make_run(root, "p1", 1, [100.0])
+    assert hpcdl("collect", str(root), "--out", str(tmp_path / "res")).exit_code == 0
+    assert hpcdl("report", str(root), "--out", str(tmp_path / "rep")).exit_code == 0
+    (tmp_path / "plain").write_text("")  # what open() makes here
+    modes = {
+        p: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "res" / "scaling.csv", tmp_path / "rep" / "report.html"]
+    }
+    assert modes == dict.fromkeys(modes, stat.S_IMODE((tmp_path / "plain").stat().st_mode))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if umask == 0o022:
+        assert set(modes.values()) == {0o644}
 
 
 def test_report_on_an_empty_folder(tmp_path, hpcdl):
