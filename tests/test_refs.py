@@ -9,7 +9,7 @@ from hpc_dl.analysis import collect as col
 from hpc_dl.analysis import refs
 
 from hpc_dl.errors import UsageError
-from tests.test_collect import make_run
+from tests.test_collect import make_run, make_script_run
 
 REFS = """\
 references:
@@ -140,6 +140,19 @@ def test_compare_two_studies(tmp_path, hpcdl):
     assert [line.split("|")[9].strip() for line in lines[5:7]] == ["+10.0%", "-5.0%"]
     data = json.loads(hpcdl("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json").stdout)
     assert [round(r["throughput diff %"], 6) for r in data] == [10.0, -5.0]
+
+
+def test_compare_shows_a_silent_script_point_with_its_wall_time_only(tmp_path, hpcdl):
+    for study, thr, wall in [("a", 100.0, 8.0), ("b", 110.0, 6.0)]:
+        make_run(tmp_path / study, f"{study}1", 1, [thr])
+        make_script_run(tmp_path / study, f"{study}s", 2, wall)
+    result = hpcdl("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()[5:]]
+    assert rows == [
+        ["ddp", "-", "mnist-cnn", "64", "1", "1", "100.0", "110.0", "+10.0%", "10.000", "9.091", "-9.1%"],
+        ["ddp", "-", "train.py", "-", "2", "1", "-", "-", "-", "8.000", "6.000", "-25.0%"],
+    ]
 
 
 def test_compare_with_nothing_in_common(tmp_path, hpcdl):
