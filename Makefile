@@ -12,7 +12,11 @@ PY := $(VENV)/bin/python
 VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
-DEBIAN_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev cmake g++ chromium chromium-driver
+# Debian packages: what a study needs (the offline Fashion-MNIST data set, OpenMPI for mpirun/mpi4py, cmake
+# and g++ for Horovod's build), and what only the browser tests need (tests/test_browser.py drives
+# /usr/bin/chromium through playwright; no `playwright install`): ~120 MB of downloads and a desktop stack.
+STUDY_PACKAGES := dataset-fashion-mnist openmpi-bin libopenmpi-dev cmake g++
+BROWSER_PACKAGES := chromium chromium-driver
 # Horovod (optional extra): built once per machine and cached by a hash of everything that goes into it.
 HOROVOD_VERSION := 0.28.1
 HOROVOD_CACHE ?= $(HOME)/.cache/hpcdl/wheels
@@ -29,7 +33,7 @@ SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
 STUDY_FLAGS := --strategy ddp,fsdp,pipeline,horovod,psgd,dp,hogwild --skip-invalid --nodes 1 --gpus 1,2 \
   --model mnist-cnn --dataset fashion-mnist --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
-.PHONY: help venv system horovod cluster cluster-down scaling-study test test-full test-fast lint bench clean
+.PHONY: help venv system system-browser horovod cluster cluster-down scaling-study test test-full test-fast lint bench clean
 
 help:
 	@echo "make scaling-study   every strategy with 1 and 2 workers, for real, then the table and plots in $(RESULTS_DIR)/"
@@ -47,18 +51,25 @@ $(VENV_STAMP): $(VENV_INPUTS)
 	@rm -f $(VENV)/.hpcdl-venv-*
 	@touch $@
 
-# Debian packages: the offline Fashion-MNIST data set, OpenMPI (for mpirun/mpi4py), and chromium for the
-# browser tests (tests/test_browser.py drives /usr/bin/chromium through playwright; no `playwright install`).
 # Checked every time (dpkg answers in milliseconds), installed only when missing.
-system:
-	@if ! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1; then \
+define apt_install
+	@if ! dpkg -s $(1) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
 	  $$SUDO apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(DEBIAN_PACKAGES); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1); \
 	fi
+endef
+
+system:
+	$(call apt_install,$(STUDY_PACKAGES))
+
+system-browser:
+	$(call apt_install,$(BROWSER_PACKAGES))
 
 # A sweep: one job array (the points in turn on this machine), then collect into $(RESULTS_DIR)/.
-scaling-study: venv system horovod
+# Horovod's build (the long step) starts as soon as its two inputs are there: the venv's torch and the
+# compilers and MPI of `system` (make -j2 installs those two side by side).
+scaling-study: system venv horovod
 	@rm -rf $(RUNS_DIR)/$(STUDY)
 	@if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then \
 	  echo "SLURM answers: sweeping on profile $(SLURM_PROFILE)"; profile=$(SLURM_PROFILE); \
@@ -92,10 +103,10 @@ cluster:
 cluster-down:
 	tests/cluster/slurm.sh down
 
-test: venv system horovod cluster
+test: system system-browser venv horovod cluster
 	$(PY) -m pytest -q -ra -m "not full"
 
-test-full: venv system horovod cluster
+test-full: system system-browser venv horovod cluster
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

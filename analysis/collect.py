@@ -102,7 +102,7 @@ _THREE_DECIMALS = {
 
 
 def _fmt(value, column: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if column == "serial_fraction_ci":
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
@@ -149,7 +149,8 @@ def _scaling_section(report: Report) -> list[str]:
     lines.append(
         "- Baseline: in each group, the point with the fewest workers: "
         + "; ".join(
-            f"{r.strategy}/{r.model}/bs {r.batch_size}{_kind(r)}: {r.baseline_workers} worker(s), run {r.baseline_run}"
+            f"{r.strategy}/{r.model}/bs {_fmt(r.batch_size, 'batch_size')}{_kind(r)}: "
+            f"{r.baseline_workers} worker(s), run {r.baseline_run}"
             for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
         )
     )
@@ -162,7 +163,7 @@ def _scaling_section(report: Report) -> list[str]:
 
 def _kind(point) -> str:
     """A point's precision and device kind, where they are not the CPU study's fp32 and cpu."""
-    return "".join(f"/{v}" for v in (point.precision, point.device) if v not in ("fp32", "cpu") and pd.notna(v))
+    return "".join(f"/{v}" for v in (point.precision, point.device) if v not in ("fp32", "cpu", "-") and pd.notna(v))
 
 
 def shown_headers(table: pd.DataFrame) -> dict[str, str]:

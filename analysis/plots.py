@@ -17,7 +17,7 @@ IDEAL_NOTE = "dotted: ideal, from each series' own baseline"
 
 def _label(df: pd.DataFrame, strategy: bool = True) -> pd.Series:
     """A series' name: strategy / model / bs N, then its variant, precision and device where the data has them."""
-    label = df["model"] + " / bs " + df["batch_size"].astype(str)
+    label = df["model"] + " / bs " + df["batch_size"].astype("string").fillna("-")
     if strategy:
         label = df["strategy"] + " / " + label
     for column in ("variant", "precision", "device"):
@@ -74,8 +74,13 @@ def _legend_outside(fig: plt.Figure, ax: plt.Axes, extra: list | None = None) ->
     fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
 
 
+def _measured(scaling: pd.DataFrame) -> pd.DataFrame:
+    """The points with a throughput (a script that reported no epochs has only its wall time)."""
+    return scaling[scaling["throughput"].notna()]
+
+
 def throughput_figure(scaling: pd.DataFrame) -> plt.Figure:
-    df = scaling.assign(series=_label(scaling))
+    df = _measured(scaling).assign(series=_label(_measured(scaling)))
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
     _series_axes(ax, df, "throughput")
     ax.set(xlabel="workers" + _cpu_note(df), ylabel="throughput (samples/s)", title="Throughput vs workers")
@@ -86,7 +91,7 @@ def throughput_figure(scaling: pd.DataFrame) -> plt.Figure:
 
 
 def speedup_figure(scaling: pd.DataFrame) -> plt.Figure:
-    df = scaling.assign(series=_label(scaling))
+    df = _measured(scaling).assign(series=_label(_measured(scaling)))
     fig, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
     colors = _series_axes(ax, df, "speedup")
     _ideal_lines(ax, df, colors)
@@ -161,6 +166,8 @@ def figures(
     if scaling.empty:
         return {}
     if not all_figures:
+        if _measured(scaling).empty:
+            return {}
         return {"throughput": throughput_figure(scaling), "speedup": speedup_figure(scaling)}
     out = {
         "throughput": _faceted(scaling, "throughput", "samples/s", "Throughput vs workers"),

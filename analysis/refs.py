@@ -183,6 +183,11 @@ def check_markdown(checked: pd.DataFrame) -> str:
     return "## Check against references\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _shown(value, spec: str, suffix: str = "") -> str:
+    """A number as the tables show it; '-' where there is none (a script that reported no epochs)."""
+    return "-" if value is None or pd.isna(value) else f"{value:{spec}}{suffix}"
+
+
 def compare_markdown(both: pd.DataFrame) -> str:
     from tabulate import tabulate
 
@@ -193,15 +198,15 @@ def compare_markdown(both: pd.DataFrame) -> str:
                 r["strategy"],
                 r["variant"],
                 r["model"],
-                r["batch_size"],
+                _shown(r["batch_size"], ""),
                 r["workers"],
                 r["nodes"],
-                f"{r['throughput A']:.1f}",
-                f"{r['throughput B']:.1f}",
-                f"{r['throughput diff %']:+.1f}%",
-                f"{r['time_per_epoch_s A']:.3f}",
-                f"{r['time_per_epoch_s B']:.3f}",
-                f"{r['time_per_epoch_s diff %']:+.1f}%",
+                _shown(r["throughput A"], ".1f"),
+                _shown(r["throughput B"], ".1f"),
+                _shown(r["throughput diff %"], "+.1f", "%"),
+                _shown(r["time_per_epoch_s A"], ".3f"),
+                _shown(r["time_per_epoch_s B"], ".3f"),
+                _shown(r["time_per_epoch_s diff %"], "+.1f", "%"),
             ]
         )
     headers = [

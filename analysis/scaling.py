@@ -79,7 +79,14 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = Fal
         )
         .reset_index()
     )
-    return done.merge(agg, on="run", how="inner")
+    table = done.merge(agg, on="run", how="inner")
+    return table.assign(**{c: whole(table[c]) for c in ("batch_size", "global_batch_size")})
+
+
+def whole(values: pd.Series) -> pd.Series:
+    """A count as whole numbers, missing where unknown (a script that reported no batch): 64, not 64.0."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers.astype("Int64") if (numbers.dropna() % 1 == 0).all() else numbers
 
 
 def karp_flatt(speedup: pd.Series, q: pd.Series) -> pd.Series:
@@ -121,7 +128,6 @@ def scaling_table(
     keys = group + ["workers", "nodes"]
     if trim:
         table = trim_repeats(table, keys)
-    ci = table.groupby(keys, dropna=False)["throughput"].apply(t_interval)
     points = (
         table.groupby(keys, dropna=False)
         .agg(
@@ -133,6 +139,8 @@ def scaling_table(
             time_per_epoch_s=("time_per_epoch_s", "median"),
             time_per_iteration_s=("time_per_iteration_s", "median"),
             throughput=("throughput", "median"),
+            throughput_ci_low=("throughput", lambda v: t_interval(v)[0]),
+            throughput_ci_high=("throughput", lambda v: t_interval(v)[1]),
             **{k: (k, "median") for k in QUALITY},
             first_run=("run", "first"),
         )
@@ -140,8 +148,6 @@ def scaling_table(
         .reset_index()
         .sort_values(keys)
     )
-    points["throughput_ci_low"] = [ci[tuple(r)][0] for r in points[keys].itertuples(index=False)]
-    points["throughput_ci_high"] = [ci[tuple(r)][1] for r in points[keys].itertuples(index=False)]
     base = points.loc[
         points.groupby(group, dropna=False)["workers"].idxmin(), group + ["workers", "throughput", "first_run"]
     ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+IMAGE_SIZE_TOLERANCE = 8  # x a model's native side (64x its pixels): beyond any real use of these models
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -16,6 +18,13 @@ class ModelInfo:
     description: str
     splittable: bool = True  # can run as pipeline stages (a plain sequence of layers)
     task: str = "classification"  # classification | detection (see TASKS)
+    native_size: int = 224  # the input side it was designed for (ImageNet's 224; a detector's short side)
+
+    @property
+    def max_size(self) -> int:
+        """The largest --image-size accepted: tolerant (IMAGE_SIZE_TOLERANCE x its native side), yet no
+        typo allocates gigapixel tensors."""
+        return IMAGE_SIZE_TOLERANCE * self.native_size
 
 
 @dataclass(frozen=True)
@@ -27,12 +36,13 @@ class DatasetInfo:
     needs_data_root: bool
     description: str
     task: str = "classification"
+    generated: bool = False  # without --data-root, the job generates it into the data cache on the node
 
 
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in [
-        ModelInfo("mnist-cnn", 1, 28, "the 2-conv MNIST CNN of the PSGD study (seed 002)"),
+        ModelInfo("mnist-cnn", 1, 28, "the 2-conv MNIST CNN of the PSGD study (seed 002)", native_size=28),
         ModelInfo("resnet18", 3, 32, "torchvision ResNet-18"),
         ModelInfo("resnet50", 3, 32, "torchvision ResNet-50"),
         ModelInfo("alexnet", 3, 64, "torchvision AlexNet"),
@@ -41,7 +51,9 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("vgg19", 3, 32, "torchvision VGG-19 (batch norm)"),
         ModelInfo("googlenet", 3, 32, "torchvision GoogLeNet, no auxiliary heads", splittable=False),
         ModelInfo("mobilenet_v2", 3, 32, "torchvision MobileNetV2"),
-        ModelInfo("inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head", splittable=False),
+        ModelInfo(
+            "inception_v3", 3, 75, "torchvision Inception-v3, no auxiliary head", splittable=False, native_size=299
+        ),
         ModelInfo(
             "fasterrcnn_mobilenet_v3_large_fpn",
             3,
@@ -49,6 +61,7 @@ MODELS: dict[str, ModelInfo] = {
             "torchvision Faster R-CNN, MobileNetV3-Large FPN backbone (detection; seed 003)",
             splittable=False,
             task="detection",
+            native_size=800,  # COCO's usual short side
         ),
         ModelInfo(
             "fasterrcnn_resnet50_fpn",
@@ -57,6 +70,7 @@ MODELS: dict[str, ModelInfo] = {
             "torchvision Faster R-CNN, ResNet-50 FPN backbone (detection; seed 003)",
             splittable=False,
             task="detection",
+            native_size=800,  # COCO's usual short side
         ),
     ]
 }
@@ -86,6 +100,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "COCO-format detection folder under --data-root (instances_{train,val}2017.json); without it, "
             "generated coloured shapes (hpc_dl.train.shapes)",
             task="detection",
+            generated=True,
         ),
     ]
 }

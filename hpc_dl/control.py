@@ -189,6 +189,7 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
             "reason": None,
             "category": None,
             "evidence": None,
+            "note": (read_json(run.exit) or {}).get("note"),  # e.g. a rank that died after recording success
             "folder": str(run.path),
         }
         if current.needs_triage:

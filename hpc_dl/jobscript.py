@@ -123,13 +123,15 @@ def run_script(run_dir: str) -> int:
         threading.Thread(target=_watch_time_limit, args=args, daemon=True).start()
     rc = proc.wait()
     received = _RUNNING.pop(proc.pid, [])
-    state = _outcome(run, rc, received)
+    state, note = _outcome(run, rc, received)
     if watcher.is_set() or (state == "STOPPED" and on_slurm and _requeue(run, target, "the workers stopped")):
         state = "REQUEUED"
     record = {"returncode": rc, "state": state, "started": started, "ended": time.time()}
     record.update(host=socket.gethostname(), attempt=attempt, job_id=target)
     if received:
         record["signals"] = [signal.Signals(s).name for s in received]
+    if note:
+        record["note"] = note
     write_exit(run, record)
     if state not in ("COMPLETED", "REQUEUED"):
         raise JobScriptFailed(f"job script ended {state} (status {rc}); see {run.job_log}")
@@ -151,16 +153,43 @@ def _start(run: RunDir) -> subprocess.Popen:
     return proc
 
 
-def _outcome(run: RunDir, rc: int, received: list[int]) -> str:
+def _outcome(run: RunDir, rc: int, received: list[int]) -> tuple[str, str | None]:
+    """The run's state, and a note when its exit status and its ranks' own end records disagree: a run
+    whose every rank recorded success is final, COMPLETED, even if a rank then died at interpreter exit."""
     result = read_json(run.result) or {}
     silent_script = not result and bool((read_json(run.spec) or {}).get("script"))  # its exit status says
     if rc == 0 and (result.get("status") == "success" or silent_script):
-        return "COMPLETED"
+        return "COMPLETED", None
+    if rc != 0 and result.get("status") == "success" and (note := _finished_anyway(run, rc)):
+        return "COMPLETED", note
     if run.cancel.exists():
-        return "CANCELLED"
+        return "CANCELLED", None
     if rc == 0 and run.stop.exists():
-        return "STOPPED"  # stopped on request (a time-limit warning): resubmitting resumes it
-    return "TERMINATED" if received else "FAILED"
+        return "STOPPED", None  # stopped on request (a time-limit warning): resubmitting resumes it
+    return ("TERMINATED" if received else "FAILED"), None
+
+
+def _finished_anyway(run: RunDir, rc: int) -> str | None:
+    """If every rank of the world its run_start named recorded success (its last run_stop since its last
+    run_start), a note on how the launcher ended anyway; else None (a rank that did not finish fails)."""
+    from . import events, triage
+
+    by_rank, _ = events.read_run(run)
+    last: dict[int, list[dict]] = {}
+    for rank, evs in by_rank.items():
+        starts = [i for i, ev in enumerate(evs) if ev["event"] == "run_start"]
+        last[rank] = evs[starts[-1] :] if starts else []
+    worlds = [ev.get("world_size") for evs in last.values() for ev in evs[:1]]
+    world = max((w for w in worlds if isinstance(w, int)), default=0)
+    stops = {r: [ev for ev in evs if ev["event"] == "run_stop"] for r, evs in last.items()}
+    if world < 1 or not all(stops.get(r) and stops[r][-1].get("status") == "success" for r in range(world)):
+        return None
+    seen = triage.launcher_death(run)
+    if seen is None:
+        return f"the launcher exited with status {rc} after every rank recorded success"
+    rank, code = seen
+    how = f"by {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"with exit code {code}"
+    return f"rank {rank} ended {how} after recording success"
 
 
 _RUNNING: dict[int, list[int]] = {}  # job scripts running in this process: pid -> signals forwarded to them

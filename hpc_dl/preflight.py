@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import strategies
+from . import catalog, strategies
 from .errors import MissingDependency, SpecError
 from .profiles import ClusterProfile
 from .spec import JobSpec
@@ -56,7 +56,7 @@ def check_data_root(spec: JobSpec, profile: ClusterProfile) -> list[str]:
     """--data-root where this machine can see it: missing or (imagefolder) without class folders is
     refused; on a cluster whose file system is not mounted here, a warning (the job will tell)."""
     if spec.data_root is None:
-        return []
+        return _generated_on_node(spec, profile)
     root = Path(spec.data_root).expanduser()
     if not root.exists():
         top = Path(*root.absolute().parts[:2])  # /scratch, /home, /work: is that file system here at all?
@@ -76,3 +76,16 @@ def check_data_root(spec: JobSpec, profile: ClusterProfile) -> list[str]:
                 "or <root>/train/<class>/<image>)"
             )
     return []
+
+
+def _generated_on_node(spec: JobSpec, profile: ClusterProfile) -> list[str]:
+    """A data set the job generates on a cluster node (coco without --data-root): the login node cannot
+    tell whether the node may write the data cache, so it says where, and how to avoid it."""
+    info = catalog.DATASETS.get(spec.dataset)
+    if profile.scheduler != "slurm" or info is None or not info.generated:
+        return []
+    return [
+        f"--dataset {spec.dataset} without --data-root: the job generates it on the node, in the data cache there "
+        "($HPCDL_DATA_CACHE, else ~/.cache/hpcdl/datasets), which must be writable; or make it here "
+        "(python -m hpc_dl.train.shapes --out DIR) and pass --data-root DIR"
+    ]

@@ -12,6 +12,10 @@ epoch_stop, run_stop in events/rank-R.jsonl, through hpc_dl.events) and rank 0 w
 epoch; the ranks' numbers are combined through the process group your script already has
 (torch.distributed, mpi4py or Horovod): samples summed, the slowest rank's seconds, loss and accuracy
 averaged by samples. With no process group each rank's numbers stay its own (`combined: false`).
+At exit, a script that did not call done() gets it (status failed after an uncaught exception or a
+sys.exit(non-zero)), and a torch.distributed group the script left open is left cleanly (barrier,
+destroy_process_group). How the run ended is judged from every rank's run_stop: a rank that dies after
+recording success (an abort at interpreter exit) leaves the run COMPLETED, with a note in exit.json.
 Outside hpcdl ($HPCDL_RUN_DIR unset) every call does nothing, so the script runs anywhere.
 Cheap: torch is only touched when the script already imported it.
 """
@@ -58,6 +62,7 @@ def _events():
         )
         atexit.register(_at_exit)
         _chain_excepthook()
+        _chain_exit()
     return _state["events"]
 
 
@@ -147,6 +152,22 @@ def _at_exit() -> None:
         done("failed", error=failed)
     else:
         done()
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """After a success, leave the script's torch.distributed group the way hpcdl's own workers do (a
+    barrier, then destroy_process_group), so that its threads do not race the interpreter's exit (that
+    race aborts a finished rank). A script that destroyed its group itself is left alone."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception as exc:  # a peer already gone: its own end record tells
+        print(f"hpcdl.report: could not leave the process group at exit: {exc}", file=sys.stderr)
 
 
 def _chain_excepthook() -> None:
@@ -157,6 +178,18 @@ def _chain_excepthook() -> None:
         previous(kind, value, tb)
 
     sys.excepthook = hook
+
+
+def _chain_exit() -> None:
+    """sys.exit(non-zero) is a failure: the at-exit record must not call it a success."""
+    previous = sys.exit
+
+    def exit(code=None):
+        if code not in (None, 0):
+            _state["failed"] = f"sys.exit({code!r})"[:500]
+        previous(code)
+
+    sys.exit = exit
 
 
 def _device() -> str:

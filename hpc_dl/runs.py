@@ -46,10 +46,22 @@ def default_root() -> Path:
     return Path(os.environ.get("HPCDL_RUNS", "runs"))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import (before any thread): os.umask can only be read by setting it
+
+
 def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename; the file gets the mode open() would give it (0644
+    under the usual umask 022), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -211,6 +211,7 @@ class JobSpec:
             value = getattr(self, name)
             if value is not None:
                 _positive(name.replace("_", "-"), value)
+        _check_image_size(self.model, self.image_size)
         if self.loader_workers is not None and (
             not isinstance(self.loader_workers, int) or isinstance(self.loader_workers, bool) or self.loader_workers < 0
         ):
@@ -390,6 +391,16 @@ def average_every(text: str) -> int | None:
 def _own(name: str) -> str:
     """For a name that looks like an attempt at your own code (dots, a colon): the syntax that works."""
     return ", or your own as package.module:function" if isinstance(name, str) and ("." in name or ":" in name) else ""
+
+
+def _check_image_size(model: str, size: int | None) -> None:
+    """At most the model's tolerant bound (catalog.ModelInfo.max_size); your own model sets its own."""
+    info = catalog.MODELS.get(model)
+    if size is not None and info is not None and size > info.max_size:
+        raise SpecError(
+            f"invalid image-size: {size} (model {model!r} takes at most {info.max_size}: "
+            f"{catalog.IMAGE_SIZE_TOLERANCE}x the {info.native_size} px side it is built for)"
+        )
 
 
 def _positive(name: str, value: Any) -> None:

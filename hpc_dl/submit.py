@@ -168,7 +168,7 @@ def submit_sweep(
     from .runs import check_study
 
     check_study(study)
-    _check_throttle(throttle)
+    check_throttle(throttle)
     plan_sweep(points, profile)
     made: list[RunDir] = []
     try:
@@ -186,7 +186,7 @@ def rerun(runs: list[RunDir], profile: ClusterProfile, out: Path | None, throttl
     resumes where it stopped. Collect then sees every point of the study: the ones that completed
     before and the ones run again.
     """
-    _check_throttle(throttle)
+    check_throttle(throttle)
     specs = [r.read_spec() or JobSpec() for r in runs]
     plan_sweep(specs, profile)
     for run in runs:
@@ -194,7 +194,7 @@ def rerun(runs: list[RunDir], profile: ClusterProfile, out: Path | None, throttl
     return _submit_array(runs, specs, profile, out, throttle, 1, undo=False)
 
 
-def _check_throttle(throttle: int) -> None:
+def check_throttle(throttle: int) -> None:
     if not isinstance(throttle, int) or isinstance(throttle, bool) or throttle < 1:
         raise UsageError(f"invalid throttle: {throttle!r} (must be an integer >= 1)")
 

@@ -44,6 +44,23 @@ def root_cause(run: RunDir) -> tuple[int, str] | None:
     return int(m["rank"]), f"rank {m['rank']} died on {m['host']} (exit code {m['code']}): {m['tb'].strip()}"
 
 
+_MPIRUN_SIGNAL = re.compile(r"mpirun noticed that process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)")
+
+
+def launcher_death(run: RunDir) -> tuple[int, int] | None:
+    """The rank the launcher saw end first, and its exit code (negative: the signal that killed it), from
+    torchrun's root cause or mpirun's notice in the job log."""
+    try:
+        text = run.job_log.read_text(errors="replace")
+    except OSError:
+        return None
+    if found := list(_ROOT_CAUSE.finditer(text)):
+        return int(found[-1]["rank"]), int(found[-1]["code"])
+    if found := list(_MPIRUN_SIGNAL.finditer(text)):
+        return int(found[-1][1]), -int(found[-1][2])
+    return None
+
+
 _STUB = "To enable traceback see"  # what torchrun says of a worker that died before @record could help
 _SETUP = re.compile(r"job\.sh: line (\d+): (.+)$")
 # a worker's own last words on stderr, before its rank log opened (import, CUDA or NCCL init, rendezvous)

@@ -34,7 +34,7 @@ IMG = REPO / "docs" / "img"
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no {CHROMIUM}: make system installs the Debian packages chromium chromium-driver")
+        pytest.skip(f"no {CHROMIUM}: make system-browser installs the Debian packages chromium chromium-driver")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

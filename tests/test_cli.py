@@ -116,6 +116,17 @@ BAD_INPUT = [
     ),
     (["--dataset", "cifar10"], 2, "Error: dataset 'cifar10' needs --data-root (a folder that already holds it)"),
     (
+        ["--image-size", "100000"],
+        2,
+        "Error: invalid image-size: 100000 (model 'mnist-cnn' takes at most 224: 8x the 28 px side it is built for)",
+    ),
+    (
+        ["--model", "fasterrcnn_resnet50_fpn", "--dataset", "coco", "--image-size", "6401"],
+        2,
+        "Error: invalid image-size: 6401 (model 'fasterrcnn_resnet50_fpn' takes at most 6400: 8x the 800 px side it "
+        "is built for)",
+    ),
+    (
         ["--time", "soon"],
         2,
         "Error: invalid time limit: 'soon' (use minutes, HH:MM:SS or D-HH:MM:SS, e.g. 30, 01:00:00, 1-00:00:00)",
@@ -158,6 +169,27 @@ def test_a_data_root_the_login_node_cannot_see_is_a_warning(hpcdl, runs_root):
         "warning: --data-root /nonexistent-fs/asl is not visible from this machine (/nonexistent-fs is not "
         "mounted here); the job will check it on the node\n"
     )
+
+
+def test_coco_without_a_data_root_on_slurm_says_where_the_node_makes_it(hpcdl, runs_root):
+    detector = ["--model", "fasterrcnn_mobilenet_v3_large_fpn", "--dataset", "coco", "--dry-run"]
+    result = hpcdl("submit", "--profile", "discovery", *detector)
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: --dataset coco without --data-root: the job generates it on the node, in the data cache there "
+        "($HPCDL_DATA_CACHE, else ~/.cache/hpcdl/datasets), which must be writable; or make it here "
+        "(python -m hpc_dl.train.shapes --out DIR) and pass --data-root DIR\n"
+    )
+    local = hpcdl("submit", "--profile", "local", *detector)  # this machine is the node: nothing to say
+    assert (local.exit_code, local.stderr) == (0, "")
+
+
+def test_a_relative_data_root_reaches_the_job_absolute(hpcdl, runs_root, tmp_path):
+    """The job runs in its run folder: a relative --data-root would name nothing there."""
+    (tmp_path / "data" / "asl" / "a").mkdir(parents=True)  # the tests run in tmp_path
+    result = hpcdl("submit", "--profile", "local", "--dataset", "imagefolder", "--data-root", "data/asl", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f" --data-root {tmp_path / 'data' / 'asl'} " in result.stdout
 
 
 def test_a_shape_that_does_not_fit_names_the_partition_where_it_fits(hpcdl, runs_root):

@@ -399,3 +399,48 @@ def test_breakdown_says_communication_bound(tmp_path):
     report = col.collect([root])
     assert list(report.breakdown["bound"]) == ["compute", "communication"]
     assert "- ddp mnist-cnn: communication-bound at 4 worker(s) on 1 node(s)." in report.markdown
+
+
+def make_script_run(root: Path, run_id: str, gpus: int, wall: float, start: dict | None = None) -> RunDir:
+    """A --script run: a silent one (no events; its wall time from exit.json), or one whose report.start()
+    said only `start` and reported no epoch."""
+    run = RunDir.create(root, "study", run_id)
+    run.spec.write_text(json.dumps(JobSpec(gpus=gpus, script="train.py").to_dict()))
+    if start is not None:
+        run.rank_events(0).write_text(json.dumps({"event": "run_start", "time": 0, "rank": 0, **start}) + "\n")
+    run.exit.write_text(json.dumps({"state": "COMPLETED", "returncode": 0, "started": 100.0, "ended": 100.0 + wall}))
+    return run
+
+
+def test_a_script_run_with_unknown_batch_gets_its_own_row_and_the_rest_is_unchanged(hpcdl, tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "a-1", 1, [50.0, 100.0, 100.0])
+    make_run(root, "a-2", 2, [90.0, 180.0, 180.0])
+    before = col.collect([root / "study"]).markdown.splitlines()
+    make_script_run(root, "s-2", 2, 7.5)  # silent: no model, dataset or batch
+    make_script_run(root, "t-1", 1, 3.0, {"model": "mynet", "world_size": 1})  # a model, no batch, no epoch
+    result = hpcdl("collect", str(root / "study"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [re.sub(r" +", " ", line) for line in _scaling_rows(lines)] == [
+        "| ddp | - | mnist-cnn | fashion-mnist | 64 | fp32 | 1 | 1 | 1 | 10.000 | 100.0 | - | 1.000 | 1.000 | - "
+        "| 0.800 | cpu |",
+        "| ddp | - | mnist-cnn | fashion-mnist | 64 | fp32 | 2 | 1 | 1 | 5.556 | 180.0 | - | 1.800 | 0.900 | 0.111 "
+        "| 0.800 | cpu |",
+        "| ddp | - | mynet | - | - | - | 1 | 1 | 1 | 3.000 | - | - | - | - | - | - | - |",
+        "| ddp | - | train.py | - | - | - | 2 | 1 | 1 | 7.500 | - | - | - | - | - | - | - |",
+    ]
+    assert [line for line in _scaling_rows(lines) if "mnist-cnn" in line] == _scaling_rows(before)
+    assert lines[2] == "4 run(s) found, 4 completed."
+    assert (
+        "- Baseline: in each group, the point with the fewest workers: ddp/mnist-cnn/bs 64: 1 worker(s), run a-1; "
+        "ddp/mynet/bs -: 1 worker(s), run t-1; ddp/train.py/bs -: 2 worker(s), run s-2" in lines
+    )
+    assert (tmp_path / "out" / "speedup.png").exists()
+
+
+def _scaling_rows(lines: list[str]) -> list[str]:
+    """The rows of a report's first table (the scaling table)."""
+    header = next(i for i, line in enumerate(lines) if line.startswith("| strategy"))
+    end = lines.index("", header)
+    return lines[header + 2 : end]

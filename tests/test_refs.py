@@ -1,13 +1,15 @@
 """References (ReFrame-style target/lower/upper/unit), collect --check and compare, on hand-made runs."""
 
 import json
+import os
+import stat
 
 import pytest
 from hpc_dl.analysis import collect as col
 from hpc_dl.analysis import refs
 
 from hpc_dl.errors import UsageError
-from tests.test_collect import make_run
+from tests.test_collect import make_run, make_script_run
 
 REFS = """\
 references:
@@ -140,6 +142,19 @@ def test_compare_two_studies(tmp_path, hpcdl):
     assert [round(r["throughput diff %"], 6) for r in data] == [10.0, -5.0]
 
 
+def test_compare_shows_a_silent_script_point_with_its_wall_time_only(tmp_path, hpcdl):
+    for study, thr, wall in [("a", 100.0, 8.0), ("b", 110.0, 6.0)]:
+        make_run(tmp_path / study, f"{study}1", 1, [thr])
+        make_script_run(tmp_path / study, f"{study}s", 2, wall)
+    result = hpcdl("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in result.stdout.splitlines()[5:]]
+    assert rows == [
+        ["ddp", "-", "mnist-cnn", "64", "1", "1", "100.0", "110.0", "+10.0%", "10.000", "9.091", "-9.1%"],
+        ["ddp", "-", "train.py", "-", "2", "1", "-", "-", "-", "8.000", "6.000", "-25.0%"],
+    ]
+
+
 def test_compare_with_nothing_in_common(tmp_path, hpcdl):
     make_run(tmp_path / "a", "x1", 1, [100.0])
     make_run(tmp_path / "b", "y4", 4, [100.0])
@@ -175,6 +190,24 @@ def test_report_writes_one_self_contained_page_and_markdown(tmp_path, hpcdl):
     assert "Runs that did not complete" in page and "rank 1: RuntimeError: boom" in page
     md = (out / "report.md").read_text()
     assert "## Where the time goes" in md and "## Environment" in md and "- hpcdl: 0.1.0" in md
+
+
+def test_report_and_collect_files_are_readable_by_everyone(tmp_path, hpcdl):
+    """Written through a temporary file and a rename, but with the mode open() gives (0644 under umask 022),
+    not mkstemp's 0600: a report is for others to read (a web server, the group)."""
+    root = tmp_path / "runs"
+    make_run(root, "p1", 1, [100.0])
+    assert hpcdl("collect", str(root), "--out", str(tmp_path / "res")).exit_code == 0
+    assert hpcdl("report", str(root), "--out", str(tmp_path / "rep")).exit_code == 0
+    (tmp_path / "plain").write_text("")  # what open() makes here
+    modes = {
+        p: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "res" / "scaling.csv", tmp_path / "rep" / "report.html"]
+    }
+    assert modes == dict.fromkeys(modes, stat.S_IMODE((tmp_path / "plain").stat().st_mode))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if umask == 0o022:
+        assert set(modes.values()) == {0o644}
 
 
 def test_report_on_an_empty_folder(tmp_path, hpcdl):

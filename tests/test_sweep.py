@@ -139,6 +139,19 @@ def test_sweep_bad_input_is_one_line_and_leaves_nothing(hpcdl, runs_root, args, 
     assert run_folders(runs_root) == []
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["sweep"], ["kfold"], ["study", "run", "seed-000-dp-vs-ddp"], ["rerun", "nothing-here"]],
+    ids=lambda c: c[0],
+)
+@pytest.mark.parametrize("throttle", ["0", "-1"])
+def test_a_throttle_below_one_is_refused_before_anything_dry_run_too(hpcdl, runs_root, command, throttle):
+    result = hpcdl(*command, "--profile", "local", "--throttle", throttle, "--dry-run")
+    message = f"Error: invalid throttle: {throttle} (must be an integer >= 1)\n"
+    assert (result.exit_code, result.stderr, result.stdout) == (2, message, "")
+    assert run_folders(runs_root) == []
+
+
 def test_vary_adds_axes_with_typed_values():
     from hpc_dl.sweep import parse_vary
 

@@ -9,7 +9,7 @@ import click
 from .. import catalog, strategies
 from ..errors import UsageError
 from . import show
-from .options import apply, out_option, runs_dir_option, spec_options, spec_values
+from .options import apply, out_option, runs_dir_option, spec_options, spec_values, throttle_option
 
 
 def preflight(spec, prof) -> list[str]:
@@ -116,9 +116,7 @@ SWEEP = [
         help="GPUs (or CPU workers) per node, e.g. 1,2,4.",
     ),
     click.option("--repeats", type=int, default=1, show_default=True, help="Runs of every point."),
-    click.option(
-        "--throttle", type=int, default=4, show_default=True, help="At most this many array tasks at once (%k)."
-    ),
+    throttle_option(4, "At most this many array tasks at once (%k)."),
     out_option(None, "Where the collect job writes the report (default: results/<study>)."),
     click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array."),
     click.option(
@@ -224,7 +222,7 @@ def _array_submit(kind, points, prof, root: Path, study: str, out, templates, th
     metavar="LIST",
     help=f"Learning-rate schedules to compare, from: {', '.join(catalog.SCHEDULERS)}.",
 )
-@click.option("--throttle", type=int, default=4, show_default=True, help="At most this many folds at once.")
+@throttle_option(4, "At most this many folds at once.")
 @out_option(None, "Where the collect job writes the report (default: results/<study>).")
 @spec_options(exclude=("model", "scheduler"))
 @apply(ARRAY)
@@ -272,7 +270,7 @@ def study_list() -> int:
 @click.argument("ref", metavar="NAME_OR_FILE")
 @click.option("--profile", default=None, help="Cluster profile (default as for submit).")
 @out_option(None, "Where the collect job writes the report (default: results/<study name>).")
-@click.option("--throttle", type=int, default=None, help="At most this many runs at once (default: the study's).")
+@throttle_option(None, "At most this many runs at once (default: the study's).")
 @runs_dir_option
 @apply(ARRAY)
 def study_run(ref, profile, out, throttle, runs_dir, dry_run, wait) -> int:
@@ -282,7 +280,7 @@ def study_run(ref, profile, out, throttle, runs_dir, dry_run, wait) -> int:
     st = studies.load(ref)
     prof = profiles.load(profile)
     out = out or Path("results") / st.name
-    throttle = throttle or st.throttle
+    throttle = st.throttle if throttle is None else throttle
     points, skipped, labels = studies.expand(st)
     for line in skipped:
         click.echo(f"skipped {line}", err=True)
@@ -296,7 +294,7 @@ def study_run(ref, profile, out, throttle, runs_dir, dry_run, wait) -> int:
 @click.command()
 @click.argument("study")
 @click.option("--profile", default=None, help="Cluster profile (default: the one the runs were submitted with).")
-@click.option("--throttle", type=int, default=4, show_default=True, help="At most this many array tasks at once (%k).")
+@throttle_option(4, "At most this many array tasks at once (%k).")
 @out_option(None, "Where the collect job writes the report (default: results/<study>).")
 @click.option("--no-collect", is_flag=True, help="Do not chain a collect job after the array.")
 @runs_dir_option

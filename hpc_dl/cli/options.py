@@ -28,7 +28,8 @@ def absolute(path: str) -> str:
 
 
 # fields whose command-line text is not the field's value: text -> value
-CONVERT = {"time_limit": parse_time, "sbatch": parse_sbatch, "script": absolute}
+# (paths made absolute: the job runs in its run folder, where a relative path names nothing)
+CONVERT = {"time_limit": parse_time, "sbatch": parse_sbatch, "script": absolute, "data_root": absolute}
 
 
 def spec_values(fields: dict) -> dict:
@@ -47,6 +48,21 @@ def _spec_option(f):
     else:
         kw.update(type=kind, default=f.default, show_default=f.default is not None)
     return click.option(option.get("flag", "--" + f.name.replace("_", "-")), f.name, **kw)
+
+
+def throttle_option(default: int | None, help: str):
+    """--throttle, refused at once when it is not >= 1 (a dry run too), as the submission would."""
+
+    def check(_ctx, _param, value):
+        from ..submit import check_throttle
+
+        if value is not None:
+            check_throttle(value)
+        return value
+
+    return click.option(
+        "--throttle", type=int, default=default, show_default=default is not None, help=help, callback=check
+    )
 
 
 runs_dir_option = click.option(
