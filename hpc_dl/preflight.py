@@ -82,7 +82,7 @@ def _generated_on_node(spec: JobSpec, profile: ClusterProfile) -> list[str]:
     """A data set the job generates on a cluster node (coco without --data-root): the login node cannot
     tell whether the node may write the data cache, so it says where, and how to avoid it."""
     info = catalog.DATASETS.get(spec.dataset)
-    if profile.scheduler != "slurm" or info is None or not info.generated:
+    if profile.backend.on_this_machine or info is None or not info.generated:
         return []
     return [
         f"--dataset {spec.dataset} without --data-root: the job generates it on the node, in the data cache there "
