@@ -1,6 +1,10 @@
-"""What can be trained, as plain data: model and dataset names with the facts the spec checks.
+"""What can be trained, as plain data: the tasks, and model and dataset names with the facts the spec checks.
 
-Importing this module is cheap (no torch); hpc_dl.train builds the real objects from these entries.
+TASKS is the registry of tasks: one TaskInfo each, with what the login node needs to know (the
+strategies that can train it, the metrics it reports, what its throughput counts) and the name of its
+Task class, which the compute node loads (hpc_dl.train.tasks.get). Each model and data set says which
+task it belongs to. Importing this module is cheap (no torch); hpc_dl.train builds the real objects from
+these entries.
 """
 
 from __future__ import annotations
@@ -8,6 +12,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IMAGE_SIZE_TOLERANCE = 8  # x a model's native side (64x its pixels): beyond any real use of these models
+
+DEFAULT_TASK = "classification"  # the task of a model or data set that names none (and of your own)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number a task reports, under one name wherever it appears."""
+
+    key: str  # its key in the events (eval records; epoch_stop for per-epoch stats) and result.json
+    header: str  # its column header in collect's Markdown tables
+    tag: str  # its TensorBoard tag
+    column: str = ""  # its column in collect's tables (default: the key)
+
+    @property
+    def name(self) -> str:
+        return self.column or self.key
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A spec option a task cannot train with: any value but `neutral` is refused, saying `why`."""
+
+    field: str
+    neutral: tuple
+    why: str
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the login node sees it (no torch): the facts that spec, collect and serve derive from."""
+
+    name: str
+    task: str  # "module:Class" of its hpc_dl.train.tasks.base.Task, imported on the compute node only
+    description: str
+    metrics: tuple[Metric, ...]  # what each evaluation reports: the eval record's, result.json's quality
+    epoch_metrics: tuple[Metric, ...] = ()  # its own per-epoch stats, beside the loop's (time, loss, samples/s)
+    throughput: str = "samples"  # what its throughput counts per second (samples, images, tokens)
+    strategies: tuple[str, ...] | None = None  # the strategies that can train it (None: every one)
+    refuses: tuple[Refusal, ...] = ()  # strategy options it cannot train with
 
 
 @dataclass(frozen=True)
@@ -17,7 +60,7 @@ class ModelInfo:
     min_size: int  # smallest input side it accepts; smaller images are resized up
     description: str
     splittable: bool = True  # can run as pipeline stages (a plain sequence of layers)
-    task: str = "classification"  # classification | detection (see TASKS)
+    task: str = DEFAULT_TASK  # a key of TASKS
     native_size: int = 224  # the input side it was designed for (ImageNet's 224; a detector's short side)
 
     @property
@@ -35,7 +78,7 @@ class DatasetInfo:
     classes: int | None  # None: read from the data (imagefolder)
     needs_data_root: bool
     description: str
-    task: str = "classification"
+    task: str = DEFAULT_TASK  # a key of TASKS
     generated: bool = False  # without --data-root, the job generates it into the data cache on the node
 
 
@@ -105,10 +148,66 @@ DATASETS: dict[str, DatasetInfo] = {
     ]
 }
 
-TASKS = ("classification", "detection")
-# strategies that train a detector (a step over lists of images and target dicts; the others split
-# models into stages, average plain parameters or read classification batches)
-DETECTION_STRATEGIES = ("ddp", "dp", "fsdp", "horovod")
+_MAP = (
+    Metric("test_map", "mAP", "test/mAP"),  # COCO box AP@[.5:.95]
+    Metric("test_map50", "AP50", "test/AP50"),
+    Metric("test_map75", "AP75", "test/AP75"),
+)
+TASKS: dict[str, TaskInfo] = {
+    t.name: t
+    for t in [
+        TaskInfo(
+            "classification",
+            "hpc_dl.train.tasks.classification:ClassificationTask",
+            "images -> one of N classes (cross-entropy; top-1 accuracy)",
+            metrics=(Metric("test_accuracy", "test acc", "test/accuracy"),),
+        ),
+        # a step over lists of images and target dicts: the other strategies split models into stages,
+        # average plain parameters or read classification batches
+        TaskInfo(
+            "detection",
+            "hpc_dl.train.tasks.detection:DetectionTask",
+            "images -> labelled boxes (Faster R-CNN; COCO box mAP)",
+            metrics=_MAP,
+            epoch_metrics=(
+                Metric("time_per_iteration(s)", "time/iter (s)", "time/iteration(s)", "time_per_iteration_s"),
+            ),
+            throughput="images",
+            strategies=("ddp", "dp", "fsdp", "horovod"),
+            refuses=(
+                Refusal(
+                    "backward_passes",
+                    (None, 1),
+                    "horovod accumulates gradients for classification only; raise --batch-size instead",
+                ),
+            ),
+        ),
+    ]
+}
 PRECISIONS = ("fp32", "bf16", "fp16")
 COMPRESSIONS = ("none", "fp16")  # horovod allreduce compression
 SCHEDULERS = ("none", "cosine", "step")  # learning-rate schedules (kfold compares them)
+
+
+def task_of(model: str | None, dataset: str | None = None) -> TaskInfo:
+    """The task of a run: its catalog model's, else its catalog data set's, else DEFAULT_TASK (your own code)."""
+    info = MODELS.get(model) or DATASETS.get(dataset)
+    return TASKS[info.task if info is not None else DEFAULT_TASK]
+
+
+def models_of(task: str) -> list[str]:
+    return [n for n, m in MODELS.items() if m.task == task]
+
+
+def datasets_of(task: str) -> list[str]:
+    return [n for n, d in DATASETS.items() if d.task == task]
+
+
+def metrics() -> tuple[Metric, ...]:
+    """Every task's evaluation metrics, in registry order (collect's quality columns)."""
+    return tuple(m for t in TASKS.values() for m in t.metrics)
+
+
+def epoch_metrics() -> tuple[Metric, ...]:
+    """Every task's own per-epoch stats, in registry order."""
+    return tuple(m for t in TASKS.values() for m in t.epoch_metrics)

@@ -134,7 +134,7 @@ class JobSpec:
     seed: int = _field(0, "", entry=True)
     loader_workers: int | None = _field(
         None,
-        "DataLoader processes per worker for image folders, detection and your own data sets (default: on a GPU "
+        "DataLoader processes per worker for image folders, COCO folders and your own data sets (default: on a GPU "
         "the worker's CPUs minus one, at most 8; on CPU 0). The in-memory sets need none.",
         entry=True,
         metavar="N",
@@ -250,25 +250,25 @@ class JobSpec:
         self._validate_strategy_options()
 
     def _validate_task(self) -> None:
-        """A detection model needs a detection data set, and a strategy that can train it."""
+        """The model and the data set are of one task, and that task trains with this strategy and these
+        options: every message comes from the task's entry in catalog.TASKS."""
         model, data = catalog.MODELS.get(self.model), catalog.DATASETS.get(self.dataset)
-        detector = model is not None and model.task == "detection"
-        if not detector:
-            if model is not None and data is not None and data.task == "detection":
-                names = ", ".join(n for n, m in catalog.MODELS.items() if m.task == "detection")
-                raise SpecError(f"dataset {self.dataset!r} is for detection: choose a detection model ({names})")
+        if model is None:
             return
-        if data is not None and data.task != "detection":
-            names = ", ".join(n for n, d in catalog.DATASETS.items() if d.task == "detection")
-            raise SpecError(f"model {self.model!r} is a detection model: choose a detection dataset ({names})")
-        if self.strategy not in catalog.DETECTION_STRATEGIES:
-            allowed = ", ".join(catalog.DETECTION_STRATEGIES[:-1]) + " or " + catalog.DETECTION_STRATEGIES[-1]
-            raise SpecError(f"strategy {self.strategy!r} cannot train detection model {self.model!r} (use {allowed})")
-        if (self.backward_passes or 1) > 1:
-            raise SpecError(
-                f"--backward-passes does not apply to detection model {self.model!r} "
-                "(horovod accumulates gradients for classification only; raise --batch-size instead)"
-            )
+        task = catalog.TASKS[model.task]
+        if data is not None and self.dataset not in catalog.datasets_of(task.name):
+            if model.task != catalog.DEFAULT_TASK:  # a model of its own task: the data set must follow it
+                names = ", ".join(catalog.datasets_of(task.name))
+                raise SpecError(f"model {self.model!r} is a {task.name} model: choose a {task.name} dataset ({names})")
+            names = ", ".join(catalog.models_of(data.task))
+            raise SpecError(f"dataset {self.dataset!r} is for {data.task}: choose a {data.task} model ({names})")
+        if task.strategies is not None and self.strategy not in task.strategies:
+            allowed = ", ".join(task.strategies[:-1]) + " or " + task.strategies[-1]
+            raise SpecError(f"strategy {self.strategy!r} cannot train {task.name} model {self.model!r} (use {allowed})")
+        for refusal in task.refuses:
+            if getattr(self, refusal.field) not in refusal.neutral:
+                flag = "--" + refusal.field.replace("_", "-")
+                raise SpecError(f"{flag} does not apply to {task.name} model {self.model!r} ({refusal.why})")
 
     def _validate_script(self) -> None:
         """--script runs your training: the flags of hpcdl's own training would contradict it."""
