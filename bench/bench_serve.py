@@ -25,7 +25,8 @@ import torch
 from hpc_dl.runs import RunDir
 from hpc_dl.serve import predict
 from hpc_dl.spec import JobSpec
-from hpc_dl.train import data, models
+from hpc_dl.train import models
+from hpc_dl.train.tasks.classification import data
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CHROMIUM_ARGS += ["--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -6,17 +6,17 @@ synchronises the updates. A gloo group among the workers only combines the metri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
 import torch
 import torch.multiprocessing as mp
 
-from hpc_dl.train import data, models
 from hpc_dl.train.config import TrainConfig
 from hpc_dl.train.entry import Job, job_config, run_in
 from hpc_dl.train.env import DistEnv
-from hpc_dl.train.setup import setup
+from hpc_dl.train.setup import setup, task_of
 
 
 def worker(rank: int, world: int, cfg: TrainConfig, model: torch.nn.Module, port: int) -> None:
@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = job_config("hogwild", argv)
     world = cfg.workers or 1
     torch.manual_seed(cfg.seed)
-    ds = data.load(cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, 1, 1, cfg.seed)  # for the class count
-    model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size)
+    task = task_of(cfg)
+    ds = task.load_data(dataclasses.replace(cfg, train_samples=1, test_samples=1))  # for the class count
+    model = task.build_model(cfg, ds)
     model.share_memory()
     mp.spawn(worker, args=(world, cfg, model, free_port()), nprocs=world, join=True)
     return 0

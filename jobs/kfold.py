@@ -11,7 +11,7 @@ from __future__ import annotations
 from sklearn.model_selection import KFold
 from torch.utils.data import Subset
 
-from hpc_dl.train import data
+from hpc_dl.train.data import Data
 from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.setup import load_data, setup
 
@@ -21,7 +21,7 @@ def body(job: Job) -> None:
     ds = load_data(cfg)
     splits = list(KFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed).split(range(len(ds.train))))
     keep, held_out = splits[cfg.fold]
-    folded = data.Data(
+    folded = Data(
         Subset(ds.train, keep.tolist()),
         Subset(ds.train, held_out.tolist()),
         ds.num_classes,

@@ -12,10 +12,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
 
-from hpc_dl.train import loaders, models
+from hpc_dl.train import loaders
 from hpc_dl.train.entry import Job, run_job
 from hpc_dl.train.loop import Trainer
-from hpc_dl.train.setup import Setup, load_data
+from hpc_dl.train.setup import Setup, task_of
 
 
 def layers(name: str, model: nn.Module) -> list[nn.Module]:
@@ -106,8 +106,9 @@ class PipelineTrainer(Trainer):
 def body(job: Job) -> None:
     cfg, env = job.cfg, job.env
     torch.manual_seed(cfg.seed)  # every rank builds the same model, then keeps its stage
-    ds = load_data(cfg)
-    parts = split(layers(cfg.model, models.build(cfg.model, ds.num_classes)), env.world_size)
+    task = task_of(cfg)
+    ds = task.load_data(cfg)
+    parts = split(layers(cfg.model, task.build_model(cfg, ds)), env.world_size)
     stage = parts[env.rank].to(env.device)
     # every stage sees the same batches, whole ones (micro-batch shapes stay fixed)
     dev, workers = env.device, cfg.loader_workers
@@ -119,7 +120,7 @@ def body(job: Job) -> None:
         "stage_layers": [len(p) for p in parts],
         "global_batch_size": cfg.batch_size,
     }
-    job.train(Setup(ds, stage, train, sampler, test), trainer=PipelineTrainer, info=info)
+    job.train(Setup(ds, stage, train, sampler, test, task), trainer=PipelineTrainer, info=info)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,7 @@ def test_serve_answers_an_uploaded_image_as_the_checkpoint_does(trained_run, tmp
     from torchvision.datasets import FashionMNIST
 
     from hpc_dl.serve import predict
-    from hpc_dl.train import data
+    from hpc_dl.train.tasks.classification import data
 
     images = FashionMNIST(data.prepare_fashion_mnist(), train=False)
     paths = []

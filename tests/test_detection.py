@@ -9,8 +9,9 @@ import torch
 
 from hpc_dl.errors import SpecError
 from hpc_dl.spec import JobSpec
-from hpc_dl.train import detection, shapes
-from hpc_dl.train.detection_train import coco_map, gather_rows
+from hpc_dl.train.tasks.detection import data as detection
+from hpc_dl.train.tasks.detection import shapes
+from hpc_dl.train.tasks.detection.train import coco_map, gather_rows
 
 
 @pytest.fixture(scope="module")

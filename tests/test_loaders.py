@@ -10,8 +10,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from hpc_dl.errors import SpecError
 from hpc_dl.spec import JobSpec
-from hpc_dl.train import data, loaders
+from hpc_dl.train import loaders
 from hpc_dl.train.phases import PhaseClock
+from hpc_dl.train.tasks.classification import data
 
 CPU = torch.device("cpu")
 

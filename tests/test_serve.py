@@ -12,7 +12,9 @@ from hpc_dl.cli import cmd_serve
 from hpc_dl.runs import RunDir
 from hpc_dl.serve import launch, predict
 from hpc_dl.spec import JobSpec
-from hpc_dl.train import data, models
+from hpc_dl.train import models
+from hpc_dl.train.tasks.classification import data
+from hpc_dl.train.tasks.classification import serve as classify
 from hpc_dl.train.tracking import Tracker
 
 
@@ -46,7 +48,7 @@ def test_preprocessing_is_the_training_pipelines_bit_for_bit(model):
     x, y = ds.collate([ds.test[3]])  # the training loader's collate, on a batch of one
     trained = x[0], int(y[0])
     size = data.image_size_for(model, "fashion-mnist", None)
-    mine = predict.preprocess("fashion-mnist", size, 3 if model == "resnet18" else 1)(image)
+    mine = classify.preprocess("fashion-mnist", size, 3 if model == "resnet18" else 1)(image)
     assert trained[1] == label
     assert mine.shape == trained[0].shape
     assert torch.equal(mine, trained[0])
@@ -61,7 +63,7 @@ def test_top5_matches_the_model_and_names_the_classes(tmp_path):
     probs = torch.softmax(logits, 1)[0]
     assert [name for name, _ in top] == [p.classes[i] for i in probs.topk(5).indices.tolist()]
     assert [q for _, q in top] == pytest.approx(probs.topk(5).values.tolist())
-    assert p.classes == list(predict.CLASS_NAMES["fashion-mnist"])
+    assert p.classes == list(classify.CLASS_NAMES["fashion-mnist"])
     assert (p.epoch, p.image_size, str(p.device)) == (2, 28, "cpu")
 
 
@@ -87,9 +89,9 @@ def test_imagefolder_class_names_are_its_sorted_folders(tmp_path):
     for name in ("b", "a", "C"):
         (tmp_path / "asl" / "train" / name).mkdir(parents=True)
     spec = {"dataset": "imagefolder", "data_root": str(tmp_path / "asl")}
-    assert predict.class_names(spec, 3) == ["C", "a", "b"]
-    assert predict.class_names(spec, 4) == ["class 0", "class 1", "class 2", "class 3"]
-    assert predict.class_names({"dataset": "digits"}, 10) == list("0123456789")
+    assert classify.class_names(spec, 3) == ["C", "a", "b"]
+    assert classify.class_names(spec, 4) == ["class 0", "class 1", "class 2", "class 3"]
+    assert classify.class_names({"dataset": "digits"}, 10) == list("0123456789")
 
 
 @pytest.mark.parametrize(
@@ -255,7 +257,7 @@ def test_curves_per_epoch_from_rank_0s_events(tmp_path):
 
 def make_detection_run(root: Path, run_id: str = "det-1") -> RunDir:
     """A detection run folder with an untrained Faster R-CNN checkpoint, as Trainer.save_checkpoint writes it."""
-    from hpc_dl.train import detection
+    from hpc_dl.train.tasks.detection import model as detection
 
     run = RunDir.create(root, "study", run_id)
     spec = JobSpec(strategy="ddp", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", image_size=64)
@@ -268,7 +270,7 @@ def make_detection_run(root: Path, run_id: str = "det-1") -> RunDir:
 
 
 def shapes_image(tmp_path: Path) -> Path:
-    from hpc_dl.train import shapes
+    from hpc_dl.train.tasks.detection import shapes
 
     root = tmp_path / "shapes"
     shapes.generate(root, train=1, val=1, size=64, seed=0)
@@ -276,7 +278,7 @@ def shapes_image(tmp_path: Path) -> Path:
 
 
 def test_a_detection_run_is_served_as_boxes_the_model_gives(tmp_path):
-    from hpc_dl.serve import detect
+    from hpc_dl.train.tasks.detection import serve as detect
 
     run = make_detection_run(tmp_path / "runs")
     d = predict.load(run, device="cpu")

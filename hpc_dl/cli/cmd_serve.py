@@ -39,8 +39,8 @@ def _run_server(argv: list[str], what: str) -> int:
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one), cpu, cuda or cuda:N.")
 @runs_dir_option
 def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_dir: str | None) -> int:
-    """A web page that classifies uploaded images with RUN's checkpoint (a detection run: draws the boxes it
-    finds), beside its curves and spec."""
+    """A web page where RUN's checkpoint answers what you upload, as the run's task shows it (a classifier's
+    top-5 classes, a detector's boxes), beside its curves and spec."""
     from .. import runs as runs_mod
     from ..serve import launch, predict
 
@@ -49,7 +49,7 @@ def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_di
     port = launch.check_port(host, port)
     url, ssh = launch.reach(host, port)
     click.echo(f"serving run {r.run_id} ({spec['model']} on {spec['dataset']}, {spec['strategy']})")
-    click.echo(f"  checkpoint  {predict.checkpoint_path(r)}")
+    click.echo(f"  checkpoint  {r.last_checkpoint}")
     click.echo(f"  url         {url}")
     click.echo(f"  from your computer: {ssh}   then open http://localhost:{port}")
     click.echo("  stop with Ctrl-C")

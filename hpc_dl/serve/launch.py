@@ -77,23 +77,17 @@ def tensorboard_runs(refs: list[str], root: Path) -> list[RunDir]:
     return [found[p] for p in sorted(found)]
 
 
-def tensorboard_dir(run: RunDir) -> Path:
-    return run.path / "tensorboard"
-
-
 def tensorboard_argv(runs: list[RunDir], host: str, port: int) -> list[str]:
     """`tensorboard --logdir_spec ID:PATH,...` for the runs that have TensorBoard logs; UsageError if none has."""
-    logged = [r for r in runs if tensorboard_dir(r).is_dir()]
+    logged = [r for r in runs if r.tensorboard.is_dir()]
     if not logged:
         raise UsageError(
             f"no TensorBoard logs in {len(runs)} run(s): a run writes them to <run>/tensorboard/ as it trains"
         )
     for run in logged:
-        if any(c in str(tensorboard_dir(run)) for c in ",:"):
-            raise UsageError(
-                f"invalid path: {tensorboard_dir(run)} (TensorBoard's --logdir_spec cannot take ',' or ':')"
-            )
-    spec = ",".join(f"{r.run_id}:{tensorboard_dir(r)}" for r in logged)
+        if any(c in str(run.tensorboard) for c in ",:"):
+            raise UsageError(f"invalid path: {run.tensorboard} (TensorBoard's --logdir_spec cannot take ',' or ':')")
+    spec = ",".join(f"{r.run_id}:{r.tensorboard}" for r in logged)
     return [tensorboard_program(), "--logdir_spec", spec, "--host", host, "--port", str(port)]
 
 

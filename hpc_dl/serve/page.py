@@ -1,15 +1,17 @@
-"""The Streamlit page `hpcdl serve RUN` starts: upload images, read the top-5 classes from the run's checkpoint
-(a detection run: the boxes it finds, drawn on each image, above a score threshold).
+"""The Streamlit page `hpcdl serve RUN` starts: the run's checkpoint answering what you give it.
 
-It also shows where the checkpoint is, the loss and accuracy per epoch, and the run's spec. All the model
-work is hpc_dl.serve.predict's; this script only lays it out. Started as
-`streamlit run page.py -- RUN_FOLDER [--device auto|cpu|cuda]`.
+What it asks for and how it shows the answers is the run's task's view (Served.view: a classifier's
+top-5 classes of each uploaded image, a detector's boxes drawn on it), laid out with this page's widgets
+(UI); the page adds where the checkpoint is, the training curves the task names (Served.chart) and the
+run's spec. All the model work is the task's (hpc_dl.serve.predict loads it); this script only lays it
+out. Started as `streamlit run page.py -- RUN_FOLDER [--device auto|cpu|cuda]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from types import SimpleNamespace
 
 import pandas as pd
 import streamlit as st
@@ -40,10 +42,11 @@ def header(p) -> None:
     st.markdown(f"Checkpoint: `{p.checkpoint}`")
 
 
-def uploads(p, label: str) -> list:
-    files = st.file_uploader(label, type=list(predict.IMAGE_TYPES), accept_multiple_files=True)
+def uploads(label: str, types, classes: list[str]) -> list:
+    """An upload field for several files of `types`; until there are some, a hint naming the classes."""
+    files = st.file_uploader(label, type=list(types), accept_multiple_files=True)
     if not files:
-        shown = ", ".join(p.classes[:12]) + (" ..." if len(p.classes) > 12 else "")
+        shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
         st.info(f"Upload one or more images; classes: {shown}")
     return files or []
 
@@ -62,31 +65,7 @@ def answered(files: list, ask, widths: list[int]):
             yield upload, answer, left, right, upload.name.replace("*", "\\*").replace("_", "\\_")
 
 
-def detections(p) -> None:
-    files = uploads(p, f"Images to search for objects (the model resizes them to {p.image_size} px on the short side)")
-    threshold = st.slider("score threshold", 0.05, 1.0, 0.5, 0.05)
-    if not files:
-        return
-    for upload, boxes, left, right, name in answered(files, lambda f: p.detect(f, threshold), [1, 2]):
-        left.image(p.draw(upload, boxes), width=320)
-        right.markdown(f"{len(boxes)} object(s) in {name} with a score of at least {threshold:.2f}")
-        if boxes:
-            rows = [(c, f"{q:.1%}", ", ".join(f"{v:.0f}" for v in b)) for c, q, b in boxes]
-            right.table(pd.DataFrame(rows, columns=["category", "score", "box (x1, y1, x2, y2)"]))
-
-
-def predictions(p) -> None:
-    if p.task == "detection":
-        detections(p)
-        return
-    files = uploads(p, f"Images to classify ({p.image_size}x{p.image_size} after resizing)")
-    if not files:
-        return
-    for upload, top, left, right, name in answered(files, p.top5, [1, 3]):
-        left.image(upload, width=160)
-        right.markdown(f"prediction for {name}: **{top[0][0]}** ({top[0][1]:.1%})")
-        table = pd.DataFrame({"class": [c for c, _ in top], "probability": [f"{q:.1%}" for _, q in top]})
-        right.table(table.set_index("class"))
+UI = SimpleNamespace(st=st, pd=pd, uploads=uploads, answered=answered)  # what a task's view lays out with
 
 
 def history(p) -> None:
@@ -96,15 +75,12 @@ def history(p) -> None:
         st.info("No epochs logged yet.")
         return
     df = pd.DataFrame(rows).set_index("epoch")
-    loss, acc = st.columns(2)
+    loss, quality = st.columns(2)
     loss.caption("loss per epoch")
     loss.line_chart(df[[c for c in ("loss", "test_loss") if c in df]])
-    if p.task == "detection":
-        acc.caption("COCO mAP per epoch (AP@[.5:.95] and AP50 on the test images)")
-        acc.line_chart(df[[c for c in ("test_map", "test_map50") if c in df]])
-    else:
-        acc.caption("accuracy per epoch")
-        acc.line_chart(df[[c for c in ("accuracy", "test_accuracy") if c in df]])
+    caption, keys = p.chart
+    quality.caption(caption)
+    quality.line_chart(df[[c for c in keys if c in df]])
 
 
 def main() -> None:
@@ -116,7 +92,7 @@ def main() -> None:
         st.error(str(exc))
         st.stop()
     header(p)
-    predictions(p)
+    p.view(UI)
     history(p)
     st.subheader("Spec")
     st.json(p.spec, expanded=False)

@@ -38,12 +38,10 @@ class Job:
         trainer: type[Trainer] = Trainer,
         **options,
     ) -> dict:
-        """Train s's model (or its wrapped `model`) on s's loaders; SGD over its parameters unless the
-        strategy brings its own optimizer. `options` go to the trainer (info, amp)."""
-        if s.task == "detection":
-            from .detection_train import trainer_for
-
-            trainer = trainer_for(trainer)
+        """Train s's model (or its wrapped `model`) on s's loaders with the task's version of the strategy's
+        trainer; SGD over its parameters unless the strategy brings its own optimizer. `options` go to the
+        trainer (info, amp)."""
+        trainer = s.task.trainer(trainer)
         model = s.model if model is None else model
         optimizer = sgd(model.parameters(), self.cfg) if optimizer is None else optimizer
         return trainer(

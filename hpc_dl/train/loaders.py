@@ -5,7 +5,7 @@
   the sampler's indices and resized, channel-converted and normalised there. No worker processes, no
   per-item collate, no host-to-device copy per step. A set too big for the device budget
   (HPCDL_DEVICE_DATA_MB, default 2048) stays in host memory and is gathered there.
-- Everything else (image folders, detection, your own data sets) goes through a torch DataLoader with
+- Everything else (image folders, COCO folders, your own data sets) goes through a torch DataLoader with
   `--loader-workers` worker processes (default: see `auto_workers`), pinned memory on a GPU, persistent
   workers and prefetch.
 
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from .data import Batcher, Data, _Images
+from .data import Batcher, Data, TensorImages
 
 MAX_AUTO_WORKERS = 8
 
@@ -42,7 +42,7 @@ def auto_workers(device: torch.device) -> int:
 
 def _tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(uint8 images, labels) of an in-memory set, or of a subset of one, in its own order; else None."""
-    if isinstance(ds, _Images):
+    if isinstance(ds, TensorImages):
         return ds.images, ds.labels
     if isinstance(ds, Subset):
         inner = _tensors(ds.dataset)

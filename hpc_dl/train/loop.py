@@ -209,7 +209,7 @@ class Trainer:
     # -- checkpoints
     @property
     def checkpoint_path(self):
-        return self.events.run.checkpoints / "last.pt"
+        return self.events.run.last_checkpoint
 
     def gather_state(self) -> dict | None:
         """Called on every rank; rank 0 returns what resuming needs. Strategies whose ranks hold different
@@ -236,7 +236,7 @@ class Trainer:
             return
         path = self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".last.pt.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save(
             {
                 "format": CHECKPOINT_FORMAT,
@@ -282,7 +282,7 @@ class Trainer:
         preempt.install()
         start_epoch, evals = self.load_checkpoint()
         self._start(start_epoch, evals)
-        self.tracker = Tracker.open(self.events.run.path, start_epoch, self.env.is_main)
+        self.tracker = Tracker.open(self.events.run, start_epoch, self.env.is_main)
         t0 = time.perf_counter()
         last_eval: dict = evals[-1] if evals else {}
         try:

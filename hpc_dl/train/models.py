@@ -1,11 +1,12 @@
-"""Models by name (see catalog.MODELS). torchvision models are built with weights=None: nothing is downloaded."""
+"""Classification models by name (see catalog.MODELS). torchvision models are built with weights=None: nothing
+is downloaded. Your own model is built by tasks/classification/byo.py; other tasks build their own."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .. import byo, catalog
+from .. import catalog
 
 
 class MnistCNN(nn.Module):
@@ -40,11 +41,8 @@ class MnistCNN(nn.Module):
 
 
 def build(name: str, num_classes: int, channels: int | None = None, image_size: int | None = None) -> nn.Module:
-    """A catalog model, or yours (`package.module:function`, see hpc_dl/byo.py) for images of that shape."""
-    if byo.is_ref(name):
-        from .byo import build_model
-
-        return build_model(name, num_classes, channels, image_size)
+    """A catalog classifier for num_classes classes (channels and image_size: what the caller has; the catalog's
+    models adapt to any input size, and read the channels the data set is shaped to)."""
     if name not in catalog.MODELS:
         raise ValueError(f"unknown model {name!r}")
     if name == "mnist-cnn":

@@ -1,4 +1,6 @@
-"""What every entrypoint starts with: the seed, the data, the model on its device, the loaders, SGD."""
+"""What every entrypoint starts with: the run's task, the seed, the data, the model on its device, the
+loaders, SGD. The task (hpc_dl.train.tasks) builds the model and the data; this module asks it, never
+which task it is."""
 
 from __future__ import annotations
 
@@ -7,41 +9,53 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import data, detection, loaders, models
+from . import tasks
 from .config import TrainConfig
+from .data import Data
 from .env import DistEnv
+from .tasks.base import Task
 
 
 @dataclass
 class Setup:
-    data: data.Data
+    data: Data
     model: nn.Module
     train: torch.utils.data.DataLoader
     sampler: object
     test: torch.utils.data.DataLoader
-    task: str = "classification"  # catalog's task of the model: "detection" trains with DetectionTrainer
+    task: Task  # what trains it: Job.train asks it for the trainer class
 
 
-def setup(cfg: TrainConfig, env: DistEnv, model: nn.Module | None = None, ds: data.Data | None = None) -> Setup:
-    """Same seed on every rank (so every replica starts equal), this rank's shard of the data, the model."""
-    if model is None and ds is None and detection.is_detection(cfg.model):
-        return detection.setup(cfg, env)
+def task_of(cfg: TrainConfig) -> Task:
+    return tasks.of(cfg.model, cfg.dataset)
+
+
+def setup(
+    cfg: TrainConfig,
+    env: DistEnv,
+    model: nn.Module | None = None,
+    ds: Data | None = None,
+    batch_size: int | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Setup:
+    """Same seed on every rank (so every replica starts equal), the data (or `ds`), the model on its device
+    (or `model`), and this rank's loaders; `batch_size` and `shard` (rank, world size) for a strategy that
+    batches for several devices in one process (dp)."""
+    task = task_of(cfg)
     torch.manual_seed(cfg.seed)
     if ds is None:
-        ds = load_data(cfg)
+        ds = task.load_data(cfg)
     if model is None:
-        model = models.build(cfg.model, ds.num_classes, ds.channels, ds.image_size).to(env.device)
-    dev, workers = env.device, cfg.loader_workers
-    train, sampler = loaders.train_loader(ds, cfg.batch_size, env.rank, env.world_size, cfg.seed, dev, workers=workers)
-    test = loaders.test_loader(ds, cfg.batch_size, env.rank, env.world_size, dev, workers=workers)
-    return Setup(ds, model, train, sampler, test)
+        model = task.build_model(cfg, ds).to(env.device)
+    rank, world = shard or (env.rank, env.world_size)
+    size = batch_size or cfg.batch_size
+    train, sampler, test = task.loaders(ds, size, rank, world, cfg.seed, env.device, cfg.loader_workers)
+    return Setup(ds, model, train, sampler, test, task)
 
 
-def load_data(cfg: TrainConfig) -> data.Data:
+def load_data(cfg: TrainConfig) -> Data:
     """The configured data set, whole: each strategy shards or splits it its own way."""
-    return data.load(
-        cfg.model, cfg.dataset, cfg.data_root, cfg.image_size, cfg.train_samples, cfg.test_samples, cfg.seed
-    )
+    return task_of(cfg).load_data(cfg)
 
 
 def sgd(params, cfg: TrainConfig) -> torch.optim.Optimizer:

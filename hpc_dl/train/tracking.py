@@ -1,6 +1,7 @@
-"""TensorBoard scalars per epoch, written by rank 0 into <run>/tensorboard/ while the run trains.
+"""TensorBoard scalars per epoch, written by rank 0 into the run's tensorboard/ folder while the run trains.
 
-    tracker = Tracker.open(run_dir, start_epoch, is_main)   # start_epoch: last completed epoch (0: fresh)
+    tracker = Tracker.open(run, start_epoch, is_main)       # a RunDir or its folder; start_epoch: last
+                                                             # completed epoch (0: fresh)
     tracker.epoch(stats, eval_record, lr)                    # after each epoch: _run_epoch and evaluate dicts
     tracker.close()
 
@@ -15,32 +16,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .. import catalog
+from ..runs import RunDir
+
 log = logging.getLogger(__name__)
 
-# tag -> key in the epoch_stop record (Trainer._run_epoch); phases are None where not timed (own-step strategies)
+# tag -> key in the epoch_stop record (Trainer._run_epoch); phases are None where not timed (own-step
+# strategies); every task's own per-epoch stats (catalog.TASKS), where a run's records have them
 EPOCH_SCALARS = {
     "train/loss": "loss",
     "train/accuracy": "accuracy",
     "throughput(samples/s)": "throughput(samples/s)",
-    "time/iteration(s)": "time_per_iteration(s)",  # detection
+    **{m.tag: m.key for m in catalog.epoch_metrics()},
     "time/epoch(s)": "time(s)",
     "time/data(s)": "rank_data_time(s)",
     "time/forward(s)": "rank_forward_time(s)",
     "time/backward(s)": "rank_backward_time(s)",
     "time/optimizer(s)": "rank_optimizer_time(s)",
 }
-# tag -> key in the eval record (Trainer.evaluate)
-EVAL_SCALARS = {
-    "test/loss": "test_loss",
-    "test/accuracy": "test_accuracy",
-    "test/mAP": "test_map",  # detection: COCO box AP@[.5:.95], @.5, @.75
-    "test/AP50": "test_map50",
-    "test/AP75": "test_map75",
-}
-
-
-def log_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "tensorboard"
+# tag -> key in the eval record (Trainer.evaluate): the loss and every task's metrics
+EVAL_SCALARS = {"test/loss": "test_loss", **{m.tag: m.key for m in catalog.metrics()}}
 
 
 class Tracker:
@@ -53,21 +48,21 @@ class Tracker:
         pass
 
     @staticmethod
-    def open(run_dir: Path, start_epoch: int = 0, is_main: bool = True) -> Tracker:
+    def open(run: RunDir | Path, start_epoch: int = 0, is_main: bool = True) -> Tracker:
         if not is_main:
             return Tracker()
         try:
-            return TensorBoardTracker(run_dir, start_epoch)
+            return TensorBoardTracker(run if isinstance(run, RunDir) else RunDir(Path(run)), start_epoch)
         except ImportError as exc:  # the package is optional for training
             log.warning("no TensorBoard logs for this run: %s", exc)
             return Tracker()
 
 
 class TensorBoardTracker(Tracker):
-    def __init__(self, run_dir: Path, start_epoch: int = 0):
+    def __init__(self, run: RunDir, start_epoch: int = 0):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir(run_dir)), purge_step=start_epoch + 1, flush_secs=30)
+        self.writer = SummaryWriter(log_dir=str(run.tensorboard), purge_step=start_epoch + 1, flush_secs=30)
 
     def epoch(self, stats: dict, eval_record: dict | None = None, lr: float | None = None) -> None:
         step = int(stats["epoch"])

@@ -1,6 +1,6 @@
-"""Your own model and data set on the compute node: `package.module:function`, imported and called by the
-contract in hpc_dl/byo.py (the login node's checks). Every failure is one UserCodeError line, which the
-rank log, run_stop and `hpcdl status`/triage show.
+"""Your own model and data set on the compute node, as a classification task: `package.module:function`,
+imported and called by the contract in hpc_dl/byo.py (the login node's checks). Every failure is one
+UserCodeError line, which the rank log, run_stop and `hpcdl status`/triage show.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import inspect
 from torch import nn
 from torch.utils.data import Dataset
 
-from .. import catalog
-from ..byo import PARAMETERS, is_ref, split
+from .... import catalog
+from ....byo import PARAMETERS, is_ref, split
+from ... import models
+from . import data as d
 
 
 class UserCodeError(RuntimeError):
@@ -83,25 +85,27 @@ def shape(ds) -> tuple[int, int]:
 
 
 def load(model: str, dataset: str, data_root, image_size, train_samples, test_samples, seed: int):
-    """hpc_dl.train.data.load where the model or the data set is yours: the data as `Data`, shaped by
-    the catalog's side (a catalog model's channels and size for your data; a catalog data set's native
-    channels and size, or --image-size, for your model)."""
-    from . import data as d
-
+    """data.load where the model or the data set is yours: the data as `Data`, shaped by the catalog's
+    side (a catalog model's channels and size for your data; a catalog data set's native channels and
+    size, or --image-size, for your model)."""
     minfo = catalog.MODELS.get(model)
     if is_ref(dataset):
         size = image_size or (minfo.min_size if minfo else None)
         train, test, classes = load_data(dataset, data_root, size, minfo.channels if minfo else None, seed)
-        train, test = d._first(train, train_samples), d._first(test, test_samples)
+        train, test = d.first(train, train_samples), d.first(test, test_samples)
     else:
         info = catalog.DATASETS[dataset]
         size, ch = image_size or info.size, minfo.channels if minfo else info.channels
-        req = d._Request(dataset, data_root, size, ch, train_samples, test_samples, seed)
-        train, test, classes = d._READERS[dataset](req)
-        if dataset != "synthetic":  # synthetic is generated at the requested counts
-            train, test = d._first(train, train_samples), d._first(test, test_samples)
+        train, test, classes = d.read(d.Request(dataset, data_root, size, ch, train_samples, test_samples, seed))
         collate = d.batcher(dataset, size, ch)  # the in-memory sets are shaped per batch
         if collate is not None:
             return d.Data(train=train, test=test, num_classes=classes, channels=ch, image_size=size, collate=collate)
     channels, side = shape(train)
     return d.Data(train=train, test=test, num_classes=classes, channels=channels, image_size=side)
+
+
+def model(name: str, num_classes: int, channels: int | None = None, image_size: int | None = None) -> nn.Module:
+    """A catalog model (train/models.py), or yours (`package.module:function`) for images of that shape."""
+    if is_ref(name):
+        return build_model(name, num_classes, channels, image_size)
+    return models.build(name, num_classes, channels, image_size)

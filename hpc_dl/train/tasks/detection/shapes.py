@@ -1,6 +1,6 @@
 """A small offline COCO-format detection set made here: coloured rectangles, ellipses and triangles.
 
-    python -m hpc_dl.train.shapes --out DIR --train 512 --val 128 [--size 128] [--seed 0]
+    python -m hpc_dl.train.tasks.detection.shapes --out DIR --train 512 --val 128 [--size 128] [--seed 0]
 
 writes the standard layout, `DIR/annotations/instances_{train,val}2017.json` and
 `DIR/{train,val}2017/*.jpg`, with 1-3 shapes per image on a noisy grey background, boxes `[x, y, w, h]`
@@ -123,7 +123,8 @@ def ensure_default(cache: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hpc_dl.train.shapes", description=__doc__.split("\n")[0])
+    prog = "python -m hpc_dl.train.tasks.detection.shapes"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder to create (COCO layout)")
     p.add_argument("--train", type=int, default=DEFAULT["train"], help="training images")
     p.add_argument("--val", type=int, default=DEFAULT["val"], help="validation images")

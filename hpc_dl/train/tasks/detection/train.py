@@ -1,5 +1,7 @@
 """Training and evaluating a detector on the shared loop: DetectionTrainer, COCO mAP, DataParallel for lists.
 
+The metric names (`test_map`, ...) and the throughput unit are the task's entry in catalog.TASKS.
+
 The step's loss is the sum of the model's loss dict (train mode). Evaluation runs each rank's shard of
 the test set, gathers the detections over the ranks with the environment's own all-reduce (so it works
 under torch.distributed and Horovod alike), and rank 0 scores them with pycocotools' COCOeval, the
@@ -17,10 +19,14 @@ import time
 import torch
 from torch import nn
 
-from .detection import Images, Targets, unwrap_coco
-from .loop import Trainer
+from .... import catalog
+from ...loop import Trainer
+from .data import Images, Targets, unwrap_coco
 
-MAP_KEYS = ("test_map", "test_map50", "test_map75")  # COCOeval stats[0:3]: AP@[.5:.95], AP@.5, AP@.75
+INFO = catalog.TASKS["detection"]
+MAP_KEYS = tuple(m.key for m in INFO.metrics)  # COCOeval stats[0:3]: AP@[.5:.95], AP@.5, AP@.75
+(ITERATION,) = (m.key for m in INFO.epoch_metrics)  # time_per_iteration(s)
+THROUGHPUT = f"throughput({INFO.throughput}/s)"
 ROW = 7  # a detection as numbers: image_id, x, y, w, h, score, category_id (COCO's loadRes order)
 
 
@@ -101,18 +107,18 @@ class DetectionTrainer(Trainer):
             **stats,
             "accuracy": None,  # a detector has no accuracy: its eval has mAP
             "iterations": int(iterations),
-            "time_per_iteration(s)": seconds / iterations if iterations else None,
-            "throughput(images/s)": stats["throughput(samples/s)"],
+            ITERATION: seconds / iterations if iterations else None,
+            THROUGHPUT: stats["throughput(samples/s)"],
         }
 
     def _log_epoch(self, stats: dict) -> None:
         self.events.log.info(
-            "epoch %d/%d: %.2f s, %.1f images/s, %.3f s/iteration, loss %.4f",
+            f"epoch %d/%d: %.2f s, %.1f {INFO.throughput}/s, %.3f s/iteration, loss %.4f",
             stats["epoch"],
             self.cfg.epochs,
             stats["time(s)"],
             stats["throughput(samples/s)"] or 0,
-            stats["time_per_iteration(s)"] or 0,
+            stats[ITERATION] or 0,
             stats["loss"] or 0,
         )
 

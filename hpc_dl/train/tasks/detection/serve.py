@@ -1,6 +1,7 @@
-"""A detection run's checkpoint as a box detector: `load(run, spec, weights, epoch, device) -> Detector`.
+"""A detection run's checkpoint as a box detector: `load(run, spec, weights, epoch, device) -> Detector`,
+and the serve page's view of it (uploads with their boxes drawn, above a score threshold).
 
-The model is rebuilt as hpc_dl.train.detection builds it for training (same class count, same image side)
+The model is rebuilt as model.py builds it for training (same class count, same image side)
 and gets the checkpoint's state_dict. An upload is read as the `coco` data set reads an image (RGB, [0, 1]);
 the model resizes it itself. `Detector.detect` returns each image's boxes above a score threshold with the
 category names of the run's COCO annotations; `Detector.draw` draws them on the image for the page.
@@ -13,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotServable
-from ..runs import RunDir
+from ....errors import NotServable
+from ....runs import RunDir
+from ..images import IMAGE_TYPES, open_image
+from . import shapes
+from .data import DEFAULT_SIZE
+from .model import build_model
 
 THRESHOLD = 0.5  # the page's default score threshold
 
 
 def category_names(spec: dict) -> dict[int, str]:
     """Category id -> name from the run's COCO annotations (the generated shapes set's without --data-root)."""
-    from ..train import shapes
-
     root = spec.get("data_root")
     if not root:
         return {c["id"]: c["name"] for c in shapes.CATEGORIES}
@@ -46,11 +49,11 @@ class Detector:
     image_size: int
     task: str = "detection"
 
+    chart = ("COCO mAP per epoch (AP@[.5:.95] and AP50 on the test images)", ("test_map", "test_map50"))
+
     @property
     def checkpoint(self) -> Path:
-        from .predict import checkpoint_path
-
-        return checkpoint_path(self.run)
+        return self.run.last_checkpoint
 
     @property
     def classes(self) -> list[str]:
@@ -59,8 +62,6 @@ class Detector:
     def tensor(self, image):
         """An image (PIL, bytes, path or file object) as the coco data set reads one: RGB floats in [0, 1]."""
         from torchvision.transforms.functional import pil_to_tensor
-
-        from .predict import open_image
 
         return pil_to_tensor(open_image(image).convert("RGB")).float() / 255.0
 
@@ -97,16 +98,29 @@ class Detector:
         labels = [f"{name} {score:.0%}" for name, score, _ in found]
         return to_pil_image(draw_bounding_boxes(pixels, boxes, labels, colors="red", width=2))
 
+    def view(self, ui) -> None:
+        """Uploads, each drawn with the boxes found in it above the threshold the slider sets."""
+        label = f"Images to search for objects (the model resizes them to {self.image_size} px on the short side)"
+        files = ui.uploads(label, IMAGE_TYPES, self.classes)
+        threshold = ui.st.slider("score threshold", 0.05, 1.0, THRESHOLD, 0.05)
+        if not files:
+            return
+        for upload, boxes, left, right, name in ui.answered(files, lambda f: self.detect(f, threshold), [1, 2]):
+            left.image(self.draw(upload, boxes), width=320)
+            right.markdown(f"{len(boxes)} object(s) in {name} with a score of at least {threshold:.2f}")
+            if boxes:
+                rows = [(c, f"{q:.1%}", ", ".join(f"{v:.0f}" for v in b)) for c, q, b in boxes]
+                right.table(ui.pd.DataFrame(rows, columns=["category", "score", "box (x1, y1, x2, y2)"]))
+
 
 def load(run: RunDir, spec: dict, weights: dict, epoch: int, device) -> Detector:
-    from ..train import detection
-
+    """The checkpoint's Faster R-CNN on `device`, with the run's category names."""
     heads = [k for k in weights if k.endswith("cls_score.weight")]  # the box predictor: (classes, features)
     if not heads:
         raise NotServable(f"run {run.run_id}: checkpoint holds no Faster R-CNN box predictor")
     count = weights[heads[0]].shape[0]
-    size = spec.get("image_size") or detection.DEFAULT_SIZE
-    model = detection.build_model(spec["model"], count, size)
+    size = spec.get("image_size") or DEFAULT_SIZE
+    model = build_model(spec["model"], count, size)
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
