@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hpc_dl import catalog
 from hpc_dl.errors import CollectError
 from hpc_dl.runs import write_atomic
 
@@ -15,6 +16,9 @@ from . import kfold as kfold_mod
 from . import load as load_mod
 from . import scaling as scaling_mod
 
+# the tasks' columns come from catalog.TASKS: their per-epoch stats after time/epoch, the first task's
+# quality before the device, the other tasks' after it; shown only where a run fills them (shown_headers)
+_FIRST, *_OTHERS = catalog.TASKS.values()
 SCALING_HEADERS = {
     "strategy": "strategy",
     "variant": "variant",
@@ -26,18 +30,15 @@ SCALING_HEADERS = {
     "nodes": "nodes",
     "runs": "runs",
     "time_per_epoch_s": "time/epoch (s)",
-    "time_per_iteration_s": "time/iter (s)",
+    **{m.name: m.header for m in catalog.epoch_metrics()},
     "throughput": "samples/s",
     "throughput_ci": "95% CI",
     "speedup": "speedup",
     "efficiency": "efficiency",
     "karp_flatt": "Karp-Flatt e",
-    "test_accuracy": "test acc",
+    **{m.name: m.header for m in _FIRST.metrics},
     "device": "device",  # the device kind (cpu, cuda): part of the point, never pooled across
-    # detection (load_mod.DETECTION_COLUMNS, with time/iter above): shown only when a run has them
-    "test_map": "mAP",
-    "test_map50": "AP50",
-    "test_map75": "AP75",
+    **{m.name: m.header for t in _OTHERS for m in t.metrics},
 }
 
 
@@ -90,8 +91,7 @@ _THREE_DECIMALS = {
     "speedup",
     "efficiency",
     "karp_flatt",
-    "test_accuracy",
-    *load_mod.DETECTION_COLUMNS,
+    *load_mod.TASK_COLUMNS,
     "accuracy_mean",
     "accuracy_std",
     "serial_fraction",
@@ -167,10 +167,12 @@ def _kind(point) -> str:
 
 
 def shown_headers(table: pd.DataFrame) -> dict[str, str]:
-    """SCALING_HEADERS less the detection columns no row fills, and less test accuracy where only detectors ran."""
-    empty = {c for c in (*load_mod.DETECTION_COLUMNS, "test_accuracy") if table[c].isna().all()}
-    keep_acc = "test_map" in empty
-    return {c: h for c, h in SCALING_HEADERS.items() if c not in empty or (c == "test_accuracy" and keep_acc)}
+    """SCALING_HEADERS less the tasks' columns no row fills; where no row has any quality at all, the first
+    task's quality column stays (a table of runs that reported none still shows that it is empty)."""
+    empty = {c for c in load_mod.TASK_COLUMNS if table[c].isna().all()}
+    if empty.issuperset(load_mod.QUALITY):
+        empty -= {m.name for m in _FIRST.metrics}
+    return {c: h for c, h in SCALING_HEADERS.items() if c not in empty}
 
 
 def _method_notes(report: Report) -> list[str]:

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpc_dl import events, triage
+from hpc_dl import catalog, events, triage
 from hpc_dl.runs import RunDir, find_runs, read_json
 
-# a run's final quality, declared once for the run, epoch and scaling tables: the key in its eval records
-# and result.json. Classification has test_accuracy; detection COCO box mAP (AP@[.5:.95], AP@.5, AP@.75).
-QUALITY = ("test_accuracy", "test_map", "test_map50", "test_map75")
-# columns only detection runs fill; the Markdown tables leave them out when no run has them
-DETECTION_COLUMNS = ("time_per_iteration_s", "test_map", "test_map50", "test_map75")
+# a run's final quality for the run, epoch and scaling tables: every task's metrics (catalog.TASKS), each
+# the key in its eval records and result.json (test_accuracy; test_map, test_map50, test_map75; ...)
+QUALITY = tuple(m.key for m in catalog.metrics())
+# the tasks' own per-epoch stats (epoch_stop key -> column: time_per_iteration(s) -> time_per_iteration_s)
+EPOCH_STATS = {m.key: m.name for m in catalog.epoch_metrics()}
+# columns only some tasks fill; the Markdown tables leave out those no run has (collect.shown_headers)
+TASK_COLUMNS = (*EPOCH_STATS.values(), *QUALITY)
 RUN_COLUMNS = [
     "run",
     "study",
@@ -63,7 +65,7 @@ EPOCH_COLUMNS = [
     "rank_samples",
     "samples",
     "throughput",
-    "time_per_iteration_s",
+    *EPOCH_STATS.values(),
     "loss",
     "accuracy",
     *QUALITY,
@@ -209,7 +211,7 @@ def _epoch_row(run_id: str, ev: dict) -> dict:
         "time_s": _num(ev.get("time(s)")),
         "samples": _num(ev.get("samples")),
         "throughput": _num(ev.get("throughput(samples/s)")),
-        "time_per_iteration_s": _num(ev.get("time_per_iteration(s)")),
+        **{column: _num(ev.get(key)) for key, column in EPOCH_STATS.items()},
         "loss": _num(ev.get("loss")),
         "accuracy": _num(ev.get("accuracy")),
         **dict.fromkeys(QUALITY),
