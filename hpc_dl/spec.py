@@ -257,11 +257,11 @@ class JobSpec:
             return
         task = catalog.TASKS[model.task]
         if data is not None and self.dataset not in catalog.datasets_of(task.name):
-            if model.task != catalog.DEFAULT_TASK:  # a model of its own task: the data set must follow it
-                names = ", ".join(catalog.datasets_of(task.name))
-                raise SpecError(f"model {self.model!r} is a {task.name} model: choose a {task.name} dataset ({names})")
-            names = ", ".join(catalog.models_of(data.task))
-            raise SpecError(f"dataset {self.dataset!r} is for {data.task}: choose a {data.task} model ({names})")
+            if self.model in catalog.models_of(catalog.DEFAULT_TASK):  # a plain model: the data set is the odd one
+                names = ", ".join(catalog.models_of(data.task))
+                raise SpecError(f"dataset {self.dataset!r} is for {data.task}: choose a {data.task} model ({names})")
+            names = ", ".join(catalog.datasets_of(task.name))
+            raise SpecError(f"model {self.model!r} is a {task.name} model: choose a {task.name} dataset ({names})")
         if task.strategies is not None and self.strategy not in task.strategies:
             allowed = ", ".join(task.strategies[:-1]) + " or " + task.strategies[-1]
             raise SpecError(f"strategy {self.strategy!r} cannot train {task.name} model {self.model!r} (use {allowed})")

@@ -2,7 +2,7 @@
 the collate function), the in-memory image sets that loaders.py batches on the training device
 (TensorImages, shaped per batch by a Batcher), the data cache, and DataError.
 
-The tasks' own data sets are under train/tasks/ (classification/data.py, detection/data.py).
+The tasks' own data sets are in their folders under train/tasks/ (e.g. classification/data.py).
 """
 
 from __future__ import annotations
