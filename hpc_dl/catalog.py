@@ -141,7 +141,7 @@ DATASETS: dict[str, DatasetInfo] = {
             None,
             False,
             "COCO-format detection folder under --data-root (instances_{train,val}2017.json); without it, "
-            "generated coloured shapes (hpc_dl.train.shapes)",
+            "generated coloured shapes (hpc_dl.train.tasks.detection.shapes)",
             task="detection",
             generated=True,
         ),
