@@ -24,6 +24,7 @@ class Metric:
     header: str  # its column header in collect's Markdown tables
     tag: str  # its TensorBoard tag
     column: str = ""  # its column in collect's tables (default: the key)
+    unit: str = ""  # what it is measured in: "" for a fraction (accuracy, mAP), "s", ...
 
     @property
     def name(self) -> str:
@@ -170,7 +171,7 @@ TASKS: dict[str, TaskInfo] = {
             "images -> labelled boxes (Faster R-CNN; COCO box mAP)",
             metrics=_MAP,
             epoch_metrics=(
-                Metric("time_per_iteration(s)", "time/iter (s)", "time/iteration(s)", "time_per_iteration_s"),
+                Metric("time_per_iteration(s)", "time/iter (s)", "time/iteration(s)", "time_per_iteration_s", "s"),
             ),
             throughput="images",
             strategies=("ddp", "dp", "fsdp", "horovod"),

@@ -72,8 +72,8 @@ class Task(abc.ABC):
     # -- the step, the evaluation, the metrics
     def trainer(self, base: type[Trainer]) -> type[Trainer]:
         """The trainer class it trains with for a strategy's trainer `base`: base itself where the shared
-        loop's own step fits (cross-entropy over logits, top-1 accuracy), else the task's step, evaluation
-        and epoch stats over base's distributed part."""
+        loop's own step fits (cross-entropy over logits, top-1 accuracy), else its own Trainer subclass
+        (the step, the evaluation, the epoch stats and their log lines) over base: `over(Mine, base)`."""
         return base
 
     def data_parallel(self, model: nn.Module, device_ids: list[int] | None) -> nn.Module:
@@ -87,3 +87,13 @@ class Task(abc.ABC):
     def predictor(self, run: RunDir, spec: dict, weights: dict, epoch: int, device) -> Served:
         """The run's checkpointed model (its state_dict `weights`, after `epoch`) on `device`, as the
         serve page shows it; NotServable (one line) when the weights do not fit the model."""
+
+
+def over(steps: type[Trainer], base: type[Trainer]) -> type[Trainer]:
+    """A task's Trainer subclass `steps` over a strategy's trainer `base`: the task's step and evaluation
+    first, then base's own state and optimizer handling (fsdp's gathering, horovod's optimizer)."""
+    if issubclass(base, steps):
+        return base
+    if issubclass(steps, base):  # base is the shared loop itself
+        return steps
+    return type(f"{steps.__name__.removesuffix('Trainer')}{base.__name__}", (steps, base), {})

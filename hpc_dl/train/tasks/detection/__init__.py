@@ -7,7 +7,7 @@ Which strategies can train it, and which of their options it refuses, is its cat
 
 from __future__ import annotations
 
-from ..base import Task
+from ..base import Task, over
 
 
 class DetectionTask(Task):
@@ -24,9 +24,9 @@ class DetectionTask(Task):
         return build_model(cfg.model, data.num_classes, data.image_size)
 
     def trainer(self, base):
-        from .train import trainer_for
+        from .train import DetectionTrainer
 
-        return trainer_for(base)
+        return over(DetectionTrainer, base)
 
     def data_parallel(self, model, device_ids):
         from .train import DetectionDataParallel

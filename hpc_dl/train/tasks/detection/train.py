@@ -160,16 +160,6 @@ class DetectionTrainer(Trainer):
         return result
 
 
-def trainer_for(base: type[Trainer]) -> type[Trainer]:
-    """The detection version of a strategy's trainer (fsdp's and horovod's keep their own state and
-    optimizer handling; the step and the evaluation are the detector's)."""
-    if issubclass(base, DetectionTrainer):
-        return base
-    if base is Trainer:
-        return DetectionTrainer
-    return type(f"Detection{base.__name__}", (DetectionTrainer, base), {})
-
-
 class DetectionDataParallel(nn.DataParallel):
     """nn.DataParallel over a batch of images and targets: each GPU gets a slice of the lists
     (DataParallel's own scatter would cut every image along its first axis), and the outputs come back
