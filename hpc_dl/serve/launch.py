@@ -71,7 +71,7 @@ def tensorboard_runs(refs: list[str], root: Path) -> list[RunDir]:
     found: dict[Path, RunDir] = {}
     for ref in refs or [str(root)]:
         path = Path(ref)
-        many = path.is_dir() and not (path / "spec.json").is_file()
+        many = path.is_dir() and not RunDir(path).spec.is_file()  # a study folder, or the runs root
         for run in find_runs([path]) if many else [resolve(ref, root)]:
             found[run.path] = run
     return [found[p] for p in sorted(found)]
@@ -93,7 +93,7 @@ def tensorboard_argv(runs: list[RunDir], host: str, port: int) -> list[str]:
 
 def tensorboard_program() -> str:
     """`tensorboard` when PATH finds this environment's, else its full path."""
-    mine = Path(sys.executable).parent / "tensorboard"
+    mine = Path(sys.executable).with_name("tensorboard")  # the program beside this python
     found = shutil.which("tensorboard")
     if found and (not mine.exists() or Path(found).resolve() == mine.resolve()):
         return "tensorboard"
