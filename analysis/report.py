@@ -33,7 +33,7 @@ def environment(report: Report) -> dict[str, str]:
         env["hpcdl git commit"] = "unknown"
     profiles, torches, devices = set(), set(), set()
     for folder in report.runs["folder"].dropna():
-        sub = read_json(Path(folder) / "submission.json") or {}
+        sub = read_json(RunDir(Path(folder)).submission) or {}
         if sub.get("profile"):
             profiles.add(str(sub["profile"]))
     for name in report.runs["device_name"].dropna():
