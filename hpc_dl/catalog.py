@@ -80,7 +80,8 @@ class DatasetInfo:
     needs_data_root: bool
     description: str
     task: str = DEFAULT_TASK  # a key of TASKS
-    generated: bool = False  # without --data-root, the job generates it into the data cache on the node
+    generated: str = ""  # the module that makes it (python -m MODULE --out DIR); without --data-root the job
+    # runs it into the data cache on the node
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -144,7 +145,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "COCO-format detection folder under --data-root (instances_{train,val}2017.json); without it, "
             "generated coloured shapes (hpc_dl.train.tasks.detection.shapes)",
             task="detection",
-            generated=True,
+            generated="hpc_dl.train.tasks.detection.shapes",
         ),
     ]
 }

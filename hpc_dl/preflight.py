@@ -87,5 +87,5 @@ def _generated_on_node(spec: JobSpec, profile: ClusterProfile) -> list[str]:
     return [
         f"--dataset {spec.dataset} without --data-root: the job generates it on the node, in the data cache there "
         "($HPCDL_DATA_CACHE, else ~/.cache/hpcdl/datasets), which must be writable; or make it here "
-        "(python -m hpc_dl.train.shapes --out DIR) and pass --data-root DIR"
+        f"(python -m {info.generated} --out DIR) and pass --data-root DIR"
     ]

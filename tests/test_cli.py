@@ -178,7 +178,7 @@ def test_coco_without_a_data_root_on_slurm_says_where_the_node_makes_it(hpcdl, r
     assert result.stderr == (
         "warning: --dataset coco without --data-root: the job generates it on the node, in the data cache there "
         "($HPCDL_DATA_CACHE, else ~/.cache/hpcdl/datasets), which must be writable; or make it here "
-        "(python -m hpc_dl.train.shapes --out DIR) and pass --data-root DIR\n"
+        "(python -m hpc_dl.train.tasks.detection.shapes --out DIR) and pass --data-root DIR\n"
     )
     local = hpcdl("submit", "--profile", "local", *detector)  # this machine is the node: nothing to say
     assert (local.exit_code, local.stderr) == (0, "")
