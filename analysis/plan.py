@@ -1,41 +1,40 @@
 """The scaling planner's model of one training step. Pure: DataFrames (and a Network) in, DataFrames out.
 
-A measured point's step time is T = global batch / throughput. It splits into the strategy's
-communication, predicted from the model's bytes (run_start) and the network (a probe, analysis/network.py),
-and the rest, C = T - exposed communication: compute, data wait and bookkeeping, which weak scaling keeps
-constant per step. C is the mean over the measured points; a planned shape's step is C plus its exposed
-communication (a pipeline's: its bubble). Communication split in k buckets or blocks overlaps the
-compute window w it runs beside (ddp/horovod: the backward pass; fsdp: forward and backward):
+A measured point's step time is T = global batch / throughput (less the time its threads waited for a
+CPU, plan_inputs.py). The strategy's communication per step, t, comes from the model's bytes (run_start)
+and the network (a probe, analysis/network.py); each strategy's terms are in analysis/plan_terms.py.
+Communication in k buckets or blocks overlaps the compute window w it runs beside (ddp/horovod: the
+backward pass; fsdp: forward and backward), leaving exposed = t/k + (k-1)/k * max(0, t - w). The step is
 
-    exposed = t/k + (k-1)/k * max(0, t - w)
+    T = C + kappa * exposed
 
-The interval (about 95 %, normal) propagates the spread of C over the measured points and epochs
-(prediction variance s^2 (1 + 1/n)) and the relative residual of the network's fit. docs/plan.md has
-every strategy's one-line formula and the assumptions.
+C, the rest (compute, data wait, bookkeeping), stays constant per step under weak scaling; kappa is what
+the training pays per second of the communication the network predicts (synchronisation, contention):
+fitted by least squares where the points include some without communication (1 worker) and some with,
+else 1 (the probe as measured). A pipeline's step is C/p x (m+p-1)/m instead (its bubble). The interval
+(about 95 %, normal) is the fit's prediction interval, s^2 (1 + 1/n + leverage), with the network fit's
+relative residual on top. docs/plan.md has every strategy's one-line formula and the assumptions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from hpc_dl.errors import UsageError
-
 from .network import Network
+from .plan_terms import Sizes, StrategyModel, Term, model_for
 from .scaling import GROUP
 
 Z = 1.96
-DDP_BUCKET = 25 * 2**20  # DistributedDataParallel's bucket_cap_mb
-HOROVOD_FUSION = 64 * 2**20  # HOROVOD_FUSION_THRESHOLD's default
 OVERLAP_SHARE = 2 / 3  # where the phases were not timed: the backward pass's share of the compute
 PLAN_COLUMNS = GROUP + [
     "workers",
     "nodes",
     "measured",
+    "measured_raw",
     "throughput",
     "throughput_low",
     "throughput_high",
@@ -48,150 +47,20 @@ PLAN_COLUMNS = GROUP + [
     "step_s",
     "compute_s",
     "communication_s",
+    "kappa",
     "dominant",
 ]
-VALIDATE_COLUMNS = GROUP + ["workers", "nodes", "measured", "predicted", "predicted_low", "predicted_high", "error"]
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """What a strategy's communication depends on, from run_start and the spec."""
-
-    gradient_bytes: float
-    parameter_bytes: float
-    parameters: float
-    precision: str = "fp32"
-    blocks: int = 1  # fsdp: sharded blocks
-    microbatches: int = 4  # pipeline
-    compression: str = "none"  # horovod
-    backward_passes: int = 1  # horovod
-    average: str = "once"  # psgd
-
-
-@dataclass(frozen=True)
-class Term:
-    name: str
-    seconds: float  # per step, before overlap
-    text: str  # what it is, in words
-    chunks: int = 1  # buckets or blocks it is split into (what can overlap)
-    residual: float = 0.0  # its link's relative fit residual
-
-
-def placement(nodes: int) -> str:
-    return "intra" if nodes <= 1 else "inter"
-
-
-def _ring_all_reduce(z: Sizes, n: int, nodes: int, net: Network, nbytes: float, bucket: int, name: str) -> Term:
-    """An all-reduce of nbytes in buckets of at most `bucket` bytes: a latency per bucket, the bytes once."""
-    link = net.link("all_reduce", placement(nodes))
-    k = max(1, math.ceil(nbytes / bucket))
-    return Term(name, k * link.time(nbytes / k, n), link.describe(nbytes), k, link.residual)
-
-
-def ddp_terms(z: Sizes, n: int, nodes: int, net: Network) -> list[Term]:
-    return [_ring_all_reduce(z, n, nodes, net, z.gradient_bytes, DDP_BUCKET, "all-reduce")] if n > 1 else []
-
-
-def horovod_terms(z: Sizes, n: int, nodes: int, net: Network) -> list[Term]:
-    if n < 2:
-        return []
-    nbytes = z.gradient_bytes / 2 if z.compression == "fp16" else z.gradient_bytes
-    term = _ring_all_reduce(z, n, nodes, net, nbytes, HOROVOD_FUSION, "all-reduce")
-    passes = max(1, z.backward_passes)
-    return [Term(term.name, term.seconds / passes, term.text, term.chunks, term.residual)]
-
-
-def fsdp_terms(z: Sizes, n: int, nodes: int, net: Network) -> list[Term]:
-    """Per block: the parameters gathered for the forward and again for the backward, the gradients
-    reduce-scattered; parameters in the compute precision, gradients reduced in fp32."""
-    if n < 2:
-        return []
-    u = max(1, z.blocks)
-    params = z.parameter_bytes / 2 if z.precision in ("bf16", "fp16") else z.parameter_bytes
-    gather, scatter = net.link("all_gather", placement(nodes)), net.link("reduce_scatter", placement(nodes))
-    return [
-        Term("all-gather", 2 * u * gather.time(params / u, n), "2 x " + gather.describe(params), u, gather.residual),
-        Term(
-            "reduce-scatter",
-            u * scatter.time(z.gradient_bytes / u, n),
-            scatter.describe(z.gradient_bytes),
-            u,
-            scatter.residual,
-        ),
-    ]
-
-
-def psgd_terms(z: Sizes, n: int, nodes: int, net: Network) -> list[Term]:
-    """Parameters (as float64, mpi4py's buffers) averaged every K steps; none per step with 'once'."""
-    if n < 2 or not z.average.startswith("every:"):
-        return []
-    every = max(1, int(z.average.split(":", 1)[1]))
-    link = net.link("all_reduce", placement(nodes))
-    nbytes = 8 * z.parameters
-    return [
-        Term(
-            "parameter average",
-            link.time(nbytes, n) / every,
-            f"{link.describe(nbytes)} every {every} steps",
-            1,
-            link.residual,
-        )
-    ]
-
-
-def no_terms(z: Sizes, n: int, nodes: int, net: Network) -> list[Term]:
-    return []
-
-
-@dataclass(frozen=True)
-class StrategyModel:
-    name: str
-    formula: str  # its one line (docs/plan.md, the plan's notes)
-    terms: Callable[[Sizes, int, int, Network], list[Term]]
-    window: tuple[str, ...] = ()  # the timed phases the communication runs in (and overlaps)
-    pipeline: bool = False
-
-
-MODELS = {
-    m.name: m
-    for m in [
-        StrategyModel(
-            "ddp",
-            "T = C + exposed(k x a x 2(N-1) + 2(N-1)/N x S / B), k = ceil(S / 25 MiB)",
-            ddp_terms,
-            ("backward_s",),
-        ),
-        StrategyModel(
-            "horovod",
-            "T = C + exposed(k x a x 2(N-1) + 2(N-1)/N x S' / B) / K, S' = S/2 with fp16, "
-            "k = ceil(S' / 64 MiB), K backward passes",
-            horovod_terms,
-            ("backward_s",),
-        ),
-        StrategyModel(
-            "fsdp",
-            "T = C + exposed(u x a x 3(N-1) + (N-1)/N x (2P / B_ag + S / B_rs)), u blocks",
-            fsdp_terms,
-            ("forward_s", "backward_s"),
-        ),
-        StrategyModel(
-            "psgd", "T = C (average once); T = C + (a x 2(N-1) + 2(N-1)/N x 8 params / B) / K (every:K)", psgd_terms
-        ),
-        StrategyModel("hogwild", "T = C (no communication; one node)", no_terms),
-        StrategyModel(
-            "pipeline",
-            "T = C / p x (m + p - 1) / m: the bubble (p-1)/(m+p-1), p stages, m micro-batches",
-            no_terms,
-            pipeline=True,
-        ),
-    ]
-}
-
-
-def model_for(strategy: str) -> StrategyModel:
-    if strategy not in MODELS:
-        raise UsageError(f"no plan model for strategy {strategy!r} (models: {', '.join(sorted(MODELS))})")
-    return MODELS[strategy]
+VALIDATE_COLUMNS = GROUP + [
+    "workers",
+    "nodes",
+    "measured",
+    "measured_raw",
+    "predicted",
+    "predicted_low",
+    "predicted_high",
+    "error",
+    "error_raw",
+]
 
 
 def exposed(t: float, k: int, window: float) -> float:
@@ -231,7 +100,7 @@ def _terms_total(terms: list[Term]) -> tuple[float, int]:
 
 
 def decompose(points: pd.DataFrame, net: Network) -> pd.DataFrame:
-    """Every measured point's step: T, its predicted communication, the compute window and C."""
+    """Every measured point's step T, the compute window and the exposed communication the network predicts."""
     out = []
     for _, row in points.iterrows():
         model, z = model_for(row["strategy"]), sizes_of(row)
@@ -244,45 +113,79 @@ def decompose(points: pd.DataFrame, net: Network) -> pd.DataFrame:
             window = window_compute(sum(phases) / steps, t, k)
         else:
             window = OVERLAP_SHARE * max(step - t, 0.0)
-        if model.pipeline:
-            p, m = n, z.microbatches
-            rest = step * p * m / (m + p - 1)
-        else:
-            rest = step - exposed(t, k, window)
-        out.append({"run": row["run"], "step_s": step, "comm_s": t, "window_s": window, "rest_s": rest})
-    return pd.DataFrame(out, columns=["run", "step_s", "comm_s", "window_s", "rest_s"])
+        if model.pipeline:  # the whole batch's compute on one device: T = C/p x (m+p-1)/m
+            step = step * n * z.microbatches / (z.microbatches + n - 1)
+        out.append({"run": row["run"], "step_s": step, "window_s": window, "exposed_s": exposed(t, k, window)})
+    return pd.DataFrame(out, columns=["run", "step_s", "window_s", "exposed_s"])
+
+
+@dataclass(frozen=True)
+class Fit:
+    """T = C + kappa x exposed: C the rest of the step, kappa what the training pays per second of the
+    communication the network predicts (1: as probed), with the residual variance of the fit."""
+
+    rest: float
+    kappa: float
+    fitted: bool  # kappa fitted from points with and without communication (else 1)
+    n: int
+    s2: float  # residual variance
+    xbar: float
+    sxx: float
+    window: float
+
+    def variance(self, x: float) -> float:
+        """Prediction variance of a new step at exposed communication x (OLS; the mean's where kappa is fixed)."""
+        lever = (x - self.xbar) ** 2 / self.sxx if self.fitted and self.sxx > 0 else 0.0
+        return self.s2 * (1 + 1 / self.n + lever)
+
+
+def fit(parts: pd.DataFrame) -> Fit:
+    x, y = parts["exposed_s"].to_numpy(dtype=float), parts["step_s"].to_numpy(dtype=float)
+    n, window = len(y), float(parts["window_s"].mean())
+    fitted = bool((x <= 0).any() and (x > 0).any())
+    if fitted:
+        kappa = max(float(np.polyfit(x, y, 1)[0]), 0.0)
+        rest = float((y - kappa * x).mean())
+    else:
+        kappa, rest = 1.0, float((y - x).mean())
+    residuals = y - rest - kappa * x
+    dof = n - (2 if fitted else 1)
+    s2 = float((residuals**2).sum() / dof) if dof > 0 else 0.0
+    return Fit(rest, kappa, fitted, n, s2, float(x.mean()), float(((x - x.mean()) ** 2).sum()), window)
 
 
 def predict(points: pd.DataFrame, net: Network, workers: int, nodes: int) -> dict:
     """One shape's step and throughput from a group's measured points (its other shapes, for validation)."""
-    parts = decompose(points, net)
+    f = fit(decompose(points, net))
     first = points.iloc[0]
     model, z = model_for(first["strategy"]), sizes_of(first)
-    rest, window = float(parts["rest_s"].mean()), float(parts["window_s"].mean())
-    spread = float(parts["rest_s"].std(ddof=1)) ** 2 * (1 + 1 / len(parts)) if len(parts) > 1 else 0.0
     terms = model.terms(z, workers, nodes, net)
     t, k = _terms_total(terms)
+    x = exposed(t, k, f.window)
     if model.pipeline:
-        compute = rest / workers
+        compute = f.rest / workers
         step = compute * (z.microbatches + workers - 1) / z.microbatches
         comm, batch = step - compute, float(first["batch_size"])
     else:
-        compute, comm = rest, exposed(t, k, window)
-        step, batch = rest + comm, float(first["batch_size"]) * workers
+        compute, comm = f.rest, f.kappa * x
+        step, batch = f.rest + comm, float(first["batch_size"]) * workers
     residual = max([term.residual for term in terms], default=0.0)
-    sigma = math.sqrt(spread + (residual * comm) ** 2)
+    sigma = math.sqrt(f.variance(x) + (residual * comm) ** 2)
     return {
         "step_s": step,
         "compute_s": compute,
         "communication_s": comm,
+        "kappa": f.kappa if f.fitted else float("nan"),
         "throughput": batch / step,
         "throughput_low": batch / (step + Z * sigma),
         "throughput_high": batch / max(step - Z * sigma, step * 1e-3),
-        "dominant": dominant(model, terms, compute, comm, t, z, workers),
+        "dominant": dominant(model, terms, compute, comm, t, z, workers, f.kappa),
     }
 
 
-def dominant(model: StrategyModel, terms: list[Term], compute: float, comm: float, t: float, z: Sizes, n: int) -> str:
+def dominant(
+    model: StrategyModel, terms: list[Term], compute: float, comm: float, t: float, z: Sizes, n: int, kappa: float = 1.0
+) -> str:
     """The largest part of a step, in words."""
     if model.pipeline and n > 1:
         bubble = (n - 1) / (z.microbatches + n - 1)
@@ -293,13 +196,16 @@ def dominant(model: StrategyModel, terms: list[Term], compute: float, comm: floa
     share, term = max(parts, key=lambda p: p[0], default=(0.0, None))
     if term is None or share <= compute:
         return f"compute ({compute * 1e3:.3g} ms per step)"
-    return f"{term.text} ({share * 1e3:.3g} ms per step)"
+    paid = f", kappa {kappa:.3g}" if kappa != 1.0 else ""
+    return f"{term.text} ({share * 1e3:.3g} ms per step{paid})"
 
 
 def measured_shapes(points: pd.DataFrame) -> pd.DataFrame:
-    """A group's measured throughput per shape: mean over a run's timed epochs, median over repeats."""
-    per_run = points.groupby(["workers", "nodes", "run"])["throughput"].mean().reset_index()
-    return per_run.groupby(["workers", "nodes"])["throughput"].median().reset_index()
+    """A group's measured throughput per shape (less the time its threads waited for a CPU; `raw`: as
+    measured): mean over a run's timed epochs, median over repeats."""
+    points = points.assign(raw=points["raw_throughput"] if "raw_throughput" in points else points["throughput"])
+    per_run = points.groupby(["workers", "nodes", "run"])[["throughput", "raw"]].mean().reset_index()
+    return per_run.groupby(["workers", "nodes"])[["throughput", "raw"]].median().reset_index()
 
 
 def plan_group(points: pd.DataFrame, net: Network, shapes: list[tuple[int, int]]) -> pd.DataFrame:
@@ -312,9 +218,10 @@ def plan_group(points: pd.DataFrame, net: Network, shapes: list[tuple[int, int]]
     for workers, nodes in shapes:
         p = predict(points, net, workers, nodes)
         q = workers / float(base["workers"])
-        got = seen[(seen["workers"] == workers) & (seen["nodes"] == nodes)]["throughput"]
+        got = seen[(seen["workers"] == workers) & (seen["nodes"] == nodes)]
         row = {**{c: first[c] for c in GROUP}, "workers": workers, "nodes": nodes}
-        row["measured"] = float(got.iloc[0]) if len(got) else float("nan")
+        row["measured"] = float(got["throughput"].iloc[0]) if len(got) else float("nan")
+        row["measured_raw"] = float(got["raw"].iloc[0]) if len(got) else float("nan")
         row.update(p)
         for s in ("", "_low", "_high"):
             row[f"speedup{s}"] = p[f"throughput{s}"] / float(base["throughput"])
@@ -332,14 +239,15 @@ def validate_group(points: pd.DataFrame, net: Network | None, fit_net) -> pd.Dat
     for shape in seen.itertuples(index=False):
         others = points[(points["workers"] != shape.workers) | (points["nodes"] != shape.nodes)]
         row = {**{c: first[c] for c in GROUP}, "workers": shape.workers, "nodes": shape.nodes}
-        row["measured"] = shape.throughput
+        row.update(measured=shape.throughput, measured_raw=shape.raw)
         use = net if net is not None else (fit_net(others) if len(others) else None)
         if others.empty or use is None:
-            row.update(predicted=np.nan, predicted_low=np.nan, predicted_high=np.nan, error=np.nan)
+            row.update(dict.fromkeys(VALIDATE_COLUMNS[-5:], np.nan))
         else:
             p = predict(others, use, int(shape.workers), int(shape.nodes))
             row.update(predicted=p["throughput"], predicted_low=p["throughput_low"])
             row.update(predicted_high=p["throughput_high"], error=p["throughput"] / shape.throughput - 1.0)
+            row["error_raw"] = p["throughput"] / shape.raw - 1.0
         rows.append(row)
     return pd.DataFrame(rows, columns=VALIDATE_COLUMNS)
 

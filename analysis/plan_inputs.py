@@ -1,5 +1,6 @@
 """What a plan is made from, read from run folders: the study's timed epochs with each run's sizes
-(run_start), the profile's limits on a shape, and the probe whose network it uses."""
+(run_start) and the time their threads waited for a CPU (`runqueue(s)`, hpc_dl/train/events.py), the
+profile's limits on a shape, and the probe whose network it uses."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ def run_sizes(folder: str) -> dict:
     return dict.fromkeys(SIZE_FIELDS)
 
 
+def run_waits(folder: str) -> dict[int, float]:
+    """Per epoch, the longest any rank's training thread waited for a CPU while it trained (seconds): the
+    growth of its run delay (`runqueue(s)`) since its previous stamped event, scaled to the epoch's
+    training share of that interval (evaluation and checkpoints make up the rest)."""
+    out: dict[int, float] = {}
+    for path in RunDir(Path(folder)).event_files():
+        prev = None
+        for ev in events.read_rank(path)[0]:
+            if ev["event"] not in ("run_start", "epoch_stop") or ev.get("recovered"):
+                continue
+            stamp, when = ev.get("runqueue(s)"), ev.get("time")
+            if ev["event"] == "epoch_stop" and prev is not None and None not in (stamp, prev[1], when, prev[0]):
+                window, took = when - prev[0], ev.get("time(s)") or 0.0
+                share = min(1.0, took / window) if window > 0 else 1.0
+                epoch = ev.get("epoch")
+                out[epoch] = max(out.get(epoch, 0.0), max(stamp - prev[1], 0.0) * share)
+            prev = (when, stamp)
+    return out
+
+
 def study_points(study: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, points): the study's runs, and one row per timed epoch of each completed run that recorded
     its model's sizes, with the run's group, shape and sizes."""
@@ -53,6 +74,10 @@ def study_points(study: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = [*scaling_mod.GROUP, "run", "workers", "nodes", "gpus_per_node", "global_batch_size", "epochs", "folder"]
     points = timed.drop(columns=["workers"]).merge(done[cols], on="run").merge(sizes, on="run")
     points = points.dropna(subset=["throughput", "gradient_bytes", "global_batch_size", "samples"])
+    waits = {r: run_waits(f) for r, f in zip(done["run"], done["folder"], strict=True)}
+    points["runqueue_s"] = [waits[r].get(e, 0.0) for r, e in zip(points["run"], points["epoch"], strict=True)]
+    points["raw_throughput"] = points["throughput"]  # as measured; the model takes the CPU wait out
+    points["throughput"] = points["samples"] / (points["time_s"] - points["runqueue_s"]).clip(lower=1e-9)
     if points.empty:
         raise CollectError(f"no completed run in {study} recorded its model's sizes (run_start): nothing to plan from")
     return loaded.runs, points.reset_index(drop=True)
@@ -70,7 +95,7 @@ class Limits:
 
     def describe(self) -> str:
         per = f"{self.per_node} GPUs per node" if self.gpus else f"{self.per_node} workers per node measured"
-        return f"partition {self.partition!r} of profile {self.profile!r} has {per}, at most {self.max_nodes} nodes"
+        return f"partition {self.partition!r} of profile {self.profile!r} has {per}, at most {self.max_nodes} node(s)"
 
 
 def limits(points: pd.DataFrame, profile: str | None, partition: str | None) -> Limits:
@@ -83,6 +108,8 @@ def limits(points: pd.DataFrame, profile: str | None, partition: str | None) -> 
     else:
         data = read_json(RunDir(folder).profile) or {}
     parts = data.get("partitions") or {}
+    if not parts:
+        raise UsageError(f"the runs in {folder.parent} do not record their profile: name one with --profile")
     name = partition or (read_json(RunDir(folder).spec) or {}).get("partition") or data.get("default_partition")
     if name not in parts:
         raise UsageError(
@@ -99,16 +126,17 @@ def shapes(
 ) -> list[tuple[int, int]]:
     """(workers, nodes) to plan: each worker count on the node counts given (or the fewest that hold it),
     checked against the partition and the strategy; the measured shapes come along."""
-    most = strategies.get(strategy).max_nodes or lim.max_nodes
+    own = strategies.get(strategy).max_nodes  # hogwild and dp: one node
+    most = min(own or lim.max_nodes, lim.max_nodes)
     if workers is None:  # every power of two that fits
-        workers = [w for w in DEFAULT_WORKERS if w <= min(most, lim.max_nodes) * lim.per_node]
+        workers = [w for w in DEFAULT_WORKERS if w <= most * lim.per_node]
     out = {(int(r.workers), int(r.nodes)) for r in measured.itertuples()}
     for n in workers:
         for k in nodes or [max(1, math.ceil(n / lim.per_node))]:
             if n < 1 or n % k:
                 raise UsageError(f"invalid shape: {n} workers on {k} node(s) (the workers must split evenly)")
-            if k > min(most, lim.max_nodes) or (lim.gpus and n // k > lim.per_node):
-                why = lim.describe() + (f"; {strategy} runs on one node" if k > most else "")
+            if k > most or (lim.gpus and n // k > lim.per_node):
+                why = lim.describe() + (f"; {strategy} runs on one node" if own and k > own else "")
                 raise UsageError(f"invalid shape: {n} workers on {k} node(s) ({why})")
             out.add((n, k))
     return sorted(out)
@@ -121,10 +149,10 @@ def find_probe(ref: str | None, study: Path, runs_root: Path, profile: str | Non
         from hpc_dl.runs import resolve
 
         path = Path(ref)
-        found = probe.find([path]) if path.is_dir() and not RunDir(path).is_run() else []
-        if not found:
-            run = resolve(ref, runs_root)
-            found = [r for r in [probe.read(run)] if r is not None]
+        if path.is_dir() and not RunDir(path).is_run():
+            found = probe.find([path])
+        else:
+            found = [r for r in [probe.read(resolve(ref, runs_root))] if r is not None]
         if not found:
             raise UsageError(f"no probe record in {ref} (run hpcdl probe, and wait for it to complete)")
         return found[-1]

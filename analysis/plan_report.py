@@ -7,14 +7,15 @@ import math
 
 import pandas as pd
 
-from . import plan as plan_mod
+from . import plan_terms
 from .network import WORDS, Network
 from .scaling import GROUP
 
 PLAN_HEADERS = {
     "workers": "workers",
     "nodes": "nodes",
-    "measured": "measured samples/s",
+    "measured_raw": "measured samples/s",
+    "measured": "less CPU wait",
     "throughput": "predicted samples/s",
     "interval": "95% interval",
     "speedup": "speedup",
@@ -31,10 +32,12 @@ VALIDATE_HEADERS = {
     "model": "model",
     "workers": "workers",
     "nodes": "nodes",
-    "measured": "measured samples/s",
+    "measured_raw": "measured samples/s",
+    "measured": "less CPU wait",
     "predicted": "predicted samples/s",
     "interval": "95% interval",
     "error_pct": "error",
+    "error_raw_pct": "error vs measured",
 }
 
 
@@ -99,6 +102,15 @@ def _fmt(value, digits: str = ".1f") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, digits)
 
 
+def ms(seconds: float) -> str:
+    value = seconds * 1e3
+    return _fmt(value, ".3g" if abs(value) < 1000 else ".0f")
+
+
+def percent(x) -> str:
+    return "-" if pd.isna(x) else f"{x * 100:+.1f} %"
+
+
 def interval(low, high) -> str:
     """'low-high'; '-' where there is none, or no spread to make one from."""
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)) or low == high:
@@ -112,12 +124,13 @@ def plan_rows(g: pd.DataFrame) -> pd.DataFrame:
             "workers": g["workers"].astype(str),
             "nodes": g["nodes"].astype(str),
             "measured": [_fmt(v) for v in g["measured"]],
+            "measured_raw": [_fmt(v) for v in g["measured_raw"]],
             "throughput": [_fmt(v) for v in g["throughput"]],
             "interval": [interval(a, b) for a, b in zip(g["throughput_low"], g["throughput_high"], strict=True)],
             "speedup": [_fmt(v, ".2f") for v in g["speedup"]],
             "efficiency": [_fmt(v, ".2f") for v in g["efficiency"]],
-            "step_ms": [_fmt(v * 1e3, ".3g") for v in g["step_s"]],
-            "communication_ms": [_fmt(v * 1e3, ".3g") for v in g["communication_s"]],
+            "step_ms": [ms(v) for v in g["step_s"]],
+            "communication_ms": [ms(v) for v in g["communication_s"]],
             "gpu_hours_epoch": [_fmt(v, ".3g") for v in g["gpu_hours_epoch"]],
             "gpu_hours": [_fmt(v, ".3g") for v in g["gpu_hours"]],
             "train": [duration(v) for v in g["train_s"]],
@@ -147,6 +160,16 @@ def network_lines(net: Network) -> list[str]:
     return lines + [f"  - {note}." for note in sorted(net.notes)]
 
 
+def calibration(g: pd.DataFrame) -> str:
+    kappa = g["kappa"].dropna()
+    if kappa.empty:
+        return "- Calibration: kappa = 1, the network as measured (no runs with and without communication to fit it)."
+    return (
+        f"- Calibration: kappa = {kappa.iloc[0]:.3g}: the training step pays {kappa.iloc[0]:.3g} x the communication "
+        "the network predicts (fitted on the runs with and without communication)."
+    )
+
+
 def label(g: pd.DataFrame) -> str:
     r = g.iloc[0]
     return f"{r.strategy} / {r.model} / bs {r.batch_size} / {r.precision} / {r.device}" + (
@@ -157,10 +180,11 @@ def label(g: pd.DataFrame) -> str:
 def plan_markdown(title: str, plan: pd.DataFrame, nets: dict, context: list[str], min_eff: float, target_s) -> str:
     lines = [f"# Scaling plan: {title}", "", *context]
     for key, g in plan.groupby(GROUP, dropna=False, sort=False):
-        model = plan_mod.MODELS[g.iloc[0]["strategy"]]
+        model = plan_terms.MODELS[g.iloc[0]["strategy"]]
         lines += ["", f"## {label(g)}", ""]
         lines += [f"- {line[0].upper() + line[1:]}." for line in verdicts(g, min_eff, target_s)]
         lines.append(f"- Model: {model.formula}.")
+        lines.append(calibration(g))
         lines += network_lines(nets[key])
         cpu = " GPU-hours are worker-hours (CPU processes)." if g.iloc[0]["device"] == "cpu" else ""
         lines += ["", _table(plan_rows(g), PLAN_HEADERS), "", f"- Interval: about 95 % (normal).{cpu}"]
@@ -172,21 +196,28 @@ def validate_markdown(v: pd.DataFrame) -> str:
         workers=v["workers"].astype(str),
         nodes=v["nodes"].astype(str),
         measured=[_fmt(x) for x in v["measured"]],
+        measured_raw=[_fmt(x) for x in v["measured_raw"]],
         predicted=[_fmt(x) for x in v["predicted"]],
         interval=[interval(a, b) for a, b in zip(v["predicted_low"], v["predicted_high"], strict=True)],
-        error_pct=[_fmt(x * 100, "+.1f") + (" %" if not pd.isna(x) else "") for x in v["error"]],
+        error_pct=[percent(x) for x in v["error"]],
+        error_raw_pct=[percent(x) for x in v["error_raw"]],
     )
     lines = ["", "## Leave-one-out check: each measured shape predicted from the others", ""]
     lines += [_table(shown, VALIDATE_HEADERS), ""]
     for _, g in v.groupby(GROUP, dropna=False, sort=False):
-        err = g["error"].dropna().abs()
+        err, raw = g["error"].dropna().abs(), g["error_raw"].dropna().abs()
         what = f"{g.iloc[0]['strategy']} {g.iloc[0]['model']}"
         if err.empty:
             lines.append(f"- {what}: no shape could be predicted from the others.")
         else:
             lines.append(
-                f"- {what}: mean absolute error {err.mean():.1%}, largest {err.max():.1%}, over {len(err)} shape(s)."
+                f"- {what}: mean absolute error {err.mean():.1%}, largest {err.max():.1%}, over {len(err)} shape(s) "
+                f"(against the throughput as measured: {raw.mean():.1%})."
             )
+    lines.append(
+        "- less CPU wait: the measured throughput without the time the training threads waited, ready, for a CPU "
+        "(the kernel's run delay; other processes on the same cores); the model predicts that."
+    )
     return "\n".join(lines) + "\n"
 
 

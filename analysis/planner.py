@@ -13,6 +13,7 @@ from hpc_dl.errors import UsageError
 from . import plan as plan_mod
 from . import plan_inputs as inputs
 from . import plan_report as report_mod
+from . import plan_terms
 from .collect import records
 from .network import Network, links_frame
 from .scaling import GROUP
@@ -64,18 +65,18 @@ class PlanResult:
 def _groups(points: pd.DataFrame, strategy: str | None) -> tuple[list, list[str]]:
     """The groups to plan, and a line for each one no model covers."""
     if strategy is not None:
-        plan_mod.model_for(strategy)
+        plan_terms.model_for(strategy)
         points = points[points["strategy"] == strategy]
         if points.empty:
             raise UsageError(f"no completed run of strategy {strategy!r} in the study: nothing to plan from")
     kept, skipped = [], []
     for key, g in points.groupby(GROUP, dropna=False, sort=True):
-        if g.iloc[0]["strategy"] in plan_mod.MODELS:
+        if g.iloc[0]["strategy"] in plan_terms.MODELS:
             kept.append((key, g))
         else:
             skipped.append(f"{g.iloc[0]['strategy']} (no plan model)")
     if not kept:
-        plan_mod.model_for(points.iloc[0]["strategy"])
+        plan_terms.model_for(points.iloc[0]["strategy"])
     return kept, skipped
 
 
