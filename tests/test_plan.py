@@ -139,25 +139,12 @@ def test_without_a_probe_the_network_is_fitted_from_the_study():
     assert plan.study_network(synthetic("ddp", [(2, 1, 100.0)])) is None
 
 
-# -- the paper check: Horovod's 512-GPU benchmark (docs/benchmarks), see BENCHMARKS.md
-
-HOROVOD_512 = {  # model: (published efficiency, parameters, single-P100 images/s at batch 64)
-    "resnet101": (0.90, 44_549_160, 130.0),
-    "vgg16": (0.68, 138_357_544, 154.0),
-}
-
-
-def paper_plan() -> pd.DataFrame:
-    """128 servers x 4 P100, 25 Gbit/s RoCE (3.125 GB/s), Horovod with fp32 gradients, batch 64 per GPU."""
-    net = network.Network.uniform(3.125, 0.0, "Horovod's 25 Gbit/s RoCE")
-    out = []
-    for model, (_, params, one_gpu) in HOROVOD_512.items():
-        points = synthetic("horovod", [(1, 1, one_gpu)], batch=64, gradient_bytes=4 * params, parameters=params)
-        out.append(plan.plan_group(points.assign(model=model), net, [(512, 128)]))
-    return pd.concat(out, ignore_index=True)
+# -- the paper check: Horovod's 512-GPU benchmark (bench/bench_plan.py, BENCHMARKS.md)
 
 
 def test_the_plan_orders_resnet101_above_vgg16_as_horovods_benchmark_does():
+    from bench.bench_plan import paper_plan
+
     table = paper_plan().set_index("model")
     assert table.loc["resnet101", "efficiency"] > table.loc["vgg16", "efficiency"]
     assert table["efficiency"].round(3).to_dict() == {"resnet101": 0.928, "vgg16": 0.795}
