@@ -329,11 +329,11 @@ SLURM_STUDY = [
     "--device",
     "cpu",
     "--train-samples",
-    "2048",
+    "4096",
     "--test-samples",
     "128",
     "--batch-size",
-    "32",
+    "256",  # steps long enough that a synchronising all-reduce is not all they measure
     "--epochs",
     "3",
     "--time",
@@ -354,7 +354,8 @@ def test_probe_across_n1_and_n2_writes_a_record(slurm_study, on_cluster):
     assert probe.exit_code == 0, probe.output
     (folder,) = [p.parent for p in study.glob("*/probe.json")]
     record = json.loads((folder / "probe.json").read_text())
-    assert (record["hosts"], record["nodes"], record["backend"]) == (["n1", "n1", "n2", "n2"], 2, "gloo")
+    assert (sorted(record["hosts"]), record["nodes"], record["backend"]) == (["n1", "n1", "n2", "n2"], 2, "gloo")
+    assert record["hosts"][0] == record["hosts"][1] != record["hosts"][2] == record["hosts"][3]  # node by node
     groups = {(m["ranks"], m["nodes"], m["placement"]) for m in record["results"]}
     assert groups == {(2, 1, "intra"), (2, 2, "inter"), (4, 2, "inter")}
     lines = probe.stdout.splitlines()
