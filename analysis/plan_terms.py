@@ -119,25 +119,27 @@ MODELS = {
     for m in [
         StrategyModel(
             "ddp",
-            "T = C + exposed(k x a x 2(N-1) + 2(N-1)/N x S / B), k = ceil(S / 25 MiB)",
+            "T = C + kappa x exposed(k x a x 2(N-1) + 2(N-1)/N x S / B), k = ceil(S / 25 MiB)",
             ddp_terms,
             ("backward_s",),
         ),
         StrategyModel(
             "horovod",
-            "T = C + exposed(k x a x 2(N-1) + 2(N-1)/N x S' / B) / K, S' = S/2 with fp16, "
+            "T = C + kappa x exposed(k x a x 2(N-1) + 2(N-1)/N x S' / B) / K, S' = S/2 with fp16, "
             "k = ceil(S' / 64 MiB), K backward passes",
             horovod_terms,
             ("backward_s",),
         ),
         StrategyModel(
             "fsdp",
-            "T = C + exposed(u x a x 3(N-1) + (N-1)/N x (2P / B_ag + S / B_rs)), u blocks",
+            "T = C + kappa x exposed(u x a x 3(N-1) + (N-1)/N x (2P / B_ag + S / B_rs)), u blocks",
             fsdp_terms,
             ("forward_s", "backward_s"),
         ),
         StrategyModel(
-            "psgd", "T = C (average once); T = C + (a x 2(N-1) + 2(N-1)/N x 8 params / B) / K (every:K)", psgd_terms
+            "psgd",
+            "T = C (average once); T = C + kappa x (a x 2(N-1) + 2(N-1)/N x 8 params / B) / K (every:K)",
+            psgd_terms,
         ),
         StrategyModel("hogwild", "T = C (no communication; one node)", no_terms),
         StrategyModel(
