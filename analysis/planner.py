@@ -54,7 +54,14 @@ class PlanResult:
         return text + (report_mod.validate_markdown(self.validation) if self.validation is not None else "")
 
     def to_json(self) -> dict:
-        nets = {"/".join(map(str, k)): records(links_frame(n.links)) for k, n in self.networks.items()}
+        nets = {
+            "/".join(map(str, k)): {
+                "source": n.source,
+                "links": records(links_frame(n.links)),
+                "notes": sorted(n.notes),
+            }
+            for k, n in self.networks.items()
+        }
         data = {"study": str(self.study), "limits": self.limits.__dict__, "networks": nets}
         data["plan"] = records(self.plan)
         data["validate"] = records(self.validation) if self.validation is not None else None
@@ -82,9 +89,13 @@ def _groups(points: pd.DataFrame, strategy: str | None) -> tuple[list, list[str]
 
 def network_for(record: dict | None, g: pd.DataFrame) -> Network | None:
     """The probe's network when one matches the group's device, else one fitted from the group's runs."""
-    if record is not None and record.get("device") == g.iloc[0]["device"]:
+    device = g.iloc[0]["device"]
+    if record is not None and record.get("device") == device:
         return inputs.probe_network(record)
-    return plan_mod.study_network(g)
+    net = plan_mod.study_network(g)
+    if net is not None and record is not None:
+        net.notes.add(f"probe {record.get('run')} measured {record.get('device')} workers, the study ran on {device}")
+    return net
 
 
 def make_plan(study: Path, runs_root: Path, opts: PlanOptions) -> PlanResult:
