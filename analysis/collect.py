@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from hpc_dl import catalog
+from hpc_dl import probe as probe_mod
 from hpc_dl.errors import CollectError
 from hpc_dl.runs import write_atomic
 
 from . import kfold as kfold_mod
 from . import load as load_mod
+from . import network as network_mod
 from . import scaling as scaling_mod
 
 # the tasks' columns come from catalog.TASKS: their per-epoch stats after time/epoch, the first task's
@@ -53,6 +55,7 @@ class Report:
     include_warmup: bool = False
     trim: bool = False
     breakdown: pd.DataFrame | None = None
+    probes: pd.DataFrame | None = None  # the probe records' measurements (hpcdl probe), one row each
 
     @property
     def not_completed(self) -> pd.DataFrame:
@@ -83,6 +86,7 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
         include_warmup=include_warmup,
         trim=trim,
         breakdown=scaling_mod.breakdown(loaded.runs, loaded.epochs, include_warmup, scaling),
+        probes=network_mod.probe_table(probe_mod.find(paths)),
     )
 
 
@@ -135,6 +139,7 @@ def to_markdown(report: Report) -> str:
         lines += ["", "No completed run to build a scaling table from."]
     if has_kfold:
         lines += _kfold_section(report.kfold)
+    lines += _probe_section(report.probes)
     lines += _failures_section(report.not_completed)
     if report.skipped_lines:
         lines += ["", f"Skipped {report.skipped_lines} corrupt or truncated log line(s)."]
@@ -257,6 +262,14 @@ def _kfold_section(k: pd.DataFrame) -> list[str]:
     ]
 
 
+def _probe_section(probes: pd.DataFrame | None) -> list[str]:
+    """The network the probes measured (hpcdl probe; hpcdl plan uses it)."""
+    if probes is None or probes.empty:
+        return []
+    shown = network_mod.probe_summary(probes).round({"latency_us": 1, "busbw_gbps": 3})
+    return ["", "## Network (hpcdl probe)", "", _table(shown, network_mod.SUMMARY_HEADERS)]
+
+
 FAILURE_HEADERS = {
     "run": "run",
     "strategy": "strategy",
@@ -334,6 +347,11 @@ def write(report: Report, out: Path, plots: bool = True) -> list[Path]:
         **(
             {out / "breakdown.csv": report.breakdown.to_csv(index=False)}
             if report.breakdown is not None and not report.breakdown.empty
+            else {}
+        ),
+        **(
+            {out / "probe.csv": report.probes.to_csv(index=False)}
+            if report.probes is not None and len(report.probes)
             else {}
         ),
         **(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpc_dl import catalog, events, triage
+from hpc_dl import catalog, events, probe, triage
 from hpc_dl.runs import RunDir, find_runs, read_json
 
 # a run's final quality for the run, epoch and scaling tables: every task's metrics (catalog.TASKS), each
@@ -251,7 +251,7 @@ def _state(run: RunDir, ended, result, by_rank: dict[int, list[dict]], row: dict
 def load(paths: list[Path]) -> Loaded:
     """Every run under the given folders, as DataFrames."""
     rows, epoch_rows, skipped = [], [], 0
-    found = find_runs([Path(p) for p in paths])
+    found = [r for r in find_runs([Path(p) for p in paths]) if not probe.is_probe(r)]  # collect reads probes apart
     if len(found) >= 200 and sys.stderr.isatty():  # thousands of runs: show progress on a terminal
         from tqdm import tqdm
 

@@ -58,12 +58,13 @@ def _png(fig) -> str:
 
 
 def write_report(report: Report, out: Path) -> list[Path]:
-    from . import plots
+    from . import planner, plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(report)
     figs = plots.figures(report.scaling, report.breakdown, all_figures=True)
+    figs.update(planner.report_figures(report.runs))  # measured points and the plan's band, on one pair of axes
     images = {name: _png(fig) for name, fig in figs.items()}
     md = report.markdown + "\n## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in env.items()) + "\n"
     md += "\n## Figures\n\n" + "\n".join(f"![{n}](report-{n}.png)" for n in images) + "\n"

@@ -13,6 +13,7 @@
         logs/rank-R.log    each rank's human-readable log
         events/rank-R.jsonl  each rank's JSON-lines events (run_start, epoch_stop, eval, run_stop)
         result.json        rank 0's summary, written at the end
+        probe.json         a probe's record (`hpcdl probe`: collective times against message size)
         checkpoints/       snapshots, when the strategy takes them (checkpoints/last.pt: the latest)
         tensorboard/       TensorBoard event files, when the run logs them
         attempts/N/        what an earlier submission left (`hpcdl rerun` moves it there; checkpoints stay)
@@ -121,6 +122,7 @@ class RunDir:
     logs = property(lambda self: self.path / "logs")
     events = property(lambda self: self.path / "events")
     result = property(lambda self: self.path / "result.json")
+    probe = property(lambda self: self.path / "probe.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     tensorboard = property(lambda self: self.path / "tensorboard")

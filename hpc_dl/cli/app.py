@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import HpcdlError
-from . import cmd_profiles, cmd_results, cmd_run, cmd_serve, cmd_watch
+from . import cmd_plan, cmd_profiles, cmd_results, cmd_run, cmd_serve, cmd_watch
 
 
 class HpcdlGroup(click.Group):
@@ -79,6 +79,8 @@ COMMANDS = [
     cmd_serve.serve,
     cmd_serve.tensorboard,
     cmd_profiles.doctor,
+    cmd_plan.probe,
+    cmd_plan.plan,
 ]
 for command in COMMANDS:
     cli.add_command(command)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..events import read_rank
-from . import preempt
+from . import preempt, sizes
 from .config import TrainConfig
 from .env import DistEnv
 from .events import Events
@@ -203,6 +203,7 @@ class Trainer:
             "launcher": os.environ.get("HPCDL_LAUNCHER"),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            **sizes.model_bytes(self.model),
             **self.info,
         }
 
