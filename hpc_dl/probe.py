@@ -39,16 +39,6 @@ def probe_spec(profile: ClusterProfile, nodes: int, gpus: int, partition: str | 
     return spec
 
 
-def submit_and_wait(spec: JobSpec, profile: ClusterProfile, runs_root: Path, study: str, timeout_s: float):
-    """Submit the probe through the profile's backend and wait; (run, state, record or None)."""
-    from . import control
-    from .submit import submit
-
-    s = submit(spec, profile, runs_root, study, template=TEMPLATE)
-    state = control.wait(s.run, timeout_s=timeout_s)
-    return s.run, state, read(s.run)
-
-
 def is_probe(run: RunDir) -> bool:
     """Whether a run folder is a probe's (collect leaves it out of the training tables)."""
     spec = read_json(run.spec)

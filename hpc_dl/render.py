@@ -17,7 +17,8 @@ from . import __version__, strategies
 from .errors import TemplateError
 from .jobscript import stop_margin
 from .profiles import ClusterProfile
-from .spec import JobSpec, entry_fields, format_time
+from .spec import JobSpec, entry_fields
+from .units import format_time
 
 
 def _shipped_templates() -> Path:

@@ -1,7 +1,8 @@
 import pytest
 
 from hpc_dl.errors import SpecError
-from hpc_dl.spec import JobSpec, format_time, parse_time
+from hpc_dl.spec import JobSpec
+from hpc_dl.units import format_time, parse_time
 
 
 def test_defaults_are_valid():

@@ -26,11 +26,14 @@ def probe(profile, partition, nodes, gpus, device, study, timeout, runs_dir) -> 
     """Measure all-reduce, all-gather and reduce-scatter against message size, as a short job."""
     from .. import control, profiles
     from .. import probe as probe_mod
+    from ..submit import submit
 
     prof = profiles.load(profile)
     spec = probe_mod.probe_spec(prof, nodes, gpus, partition, device)
     click.echo(f"submitting a {spec.time_limit}-minute probe on profile {prof.name} ({nodes} node(s) x {gpus}) ...")
-    run, state, record = probe_mod.submit_and_wait(spec, prof, runs_root(runs_dir), study, timeout)
+    run = submit(spec, prof, runs_root(runs_dir), study, template=probe_mod.TEMPLATE).run
+    state = control.wait(run, timeout_s=timeout)
+    record = probe_mod.read(run)
     if record is None or not control.is_terminal(state):
         raise HpcdlError(f"probe {run.run_id} {state}: no probe record (see hpcdl logs {run.run_id})")
     from ..analysis import network
@@ -125,7 +128,7 @@ def plan(
 ) -> int:
     """Predict throughput, efficiency and GPU-hours at larger shapes from a study's measured runs."""
     from ..analysis import planner
-    from ..spec import parse_time
+    from ..units import parse_time
 
     root = runs_root(runs_dir)
     folder = Path(study) if Path(study).is_dir() else root / study

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ..spec import field_types, parse_time, spec_fields
+from ..spec import field_types, spec_fields
+from ..units import parse_time
 
 
 def parse_sbatch(values: tuple[str, ...]) -> dict[str, str]:
