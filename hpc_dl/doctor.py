@@ -1,4 +1,4 @@
-"""hpcdl doctor: does a profile's environment work? Its set-up lines and hpc_dl.checks, run as a short
+"""hpcdl doctor: does a profile's environment work? Its set-up lines and hpc_dl.node.checks, run as a short
 job on the profile's partition (or here, with --here), read back as one table of what works and what
 does not, with the fix to try. The job script is the real jobs' environment (base.sh.j2) with each
 set-up line checked on its own (doctor.sh.j2), so what fails here fails the same way in a real job.

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__, strategies
 from .errors import TemplateError
-from .jobscript import stop_margin
+from .node.jobscript import stop_margin
 from .profiles import ClusterProfile
 from .spec import JobSpec, entry_fields
 from .units import format_time

@@ -7,7 +7,7 @@ A state is one of three kinds:
 - neither: NOT SUBMITTED (no job was handed to a scheduler) and UNKNOWN (no scheduler can tell).
 
 Names are SLURM's where SLURM has the notion, so a state reads the same in `hpcdl status` and in sacct.
-Two are the job wrapper's own (hpc_dl/jobscript.py writes them into exit.json):
+Two are the job wrapper's own (hpc_dl/node/jobscript.py writes them into exit.json):
 - TERMINATED: the job script was ended by a signal (exit.json's "signals" says which);
 - STOPPED: the workers checkpointed and stopped on request (a time-limit warning) and the job was not
   requeued; `hpcdl rerun` resumes it. SLURM's own STOPPED (a job held by SIGSTOP, keeping its
@@ -120,5 +120,5 @@ _TERMINAL = frozenset(
 )
 _BY_VALUE = {s.value: s for s in State}
 
-# what the job wrapper writes into exit.json (hpc_dl/jobscript.py): each is a State by name
+# what the job wrapper writes into exit.json (hpc_dl/node/jobscript.py): each is a State by name
 WRAPPER_STATES = (State.COMPLETED, State.CANCELLED, State.STOPPED, State.TERMINATED, State.FAILED, State.REQUEUED)

@@ -1,7 +1,7 @@
 """The login-node submission flow: the only place that makes run folders and hands them to a backend.
 
 One flow for every backend: render -> make the run directory -> write spec, profile and script ->
-hand `run_script` (hpc_dl/jobscript.py) to the backend -> record the job id. Backends (hpc_dl/backends/)
+hand `run_script` (hpc_dl/node/jobscript.py) to the backend -> record the job id. Backends (hpc_dl/backends/)
 fill a declared interface. If anything fails after the run directory was made, it is removed: a failed
 submission leaves nothing behind. States, waiting and cancelling live in hpc_dl/control.py.
 """
@@ -25,7 +25,7 @@ from .runs import RunDir, StudyDir, new_run_id, write_atomic, write_json
 from .spec import JobSpec
 
 # queued jobs pickled before the split refer to hpc_dl.submit.run_script / run_sequence / collect_study
-from .jobscript import collect_study, run_script, run_sequence  # noqa: E402,F401  isort: skip
+from .node.jobscript import collect_study, run_script, run_sequence  # noqa: E402,F401  isort: skip
 
 
 @dataclass(frozen=True)

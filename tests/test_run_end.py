@@ -13,7 +13,8 @@ import textwrap
 
 import pytest
 
-from hpc_dl import control, jobscript
+from hpc_dl import control
+from hpc_dl.node import jobscript
 from hpc_dl.runs import RunDir, read_json
 from tests.conftest import run_folders
 from tests.test_real_runs import submitted_run

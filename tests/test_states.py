@@ -85,7 +85,7 @@ def epoch_1_logged(run: runs_mod.RunDir) -> bool:
 
 
 def wrapper_pid(run: runs_mod.RunDir) -> int:
-    """The job wrapper (hpc_dl.jobscript.run_script's process): the parent of `bash <run>/job.sh`."""
+    """The job wrapper (hpc_dl.node.jobscript.run_script's process): the parent of `bash <run>/job.sh`."""
     want = ["bash", str(run.script)]
     for proc in Path("/proc").iterdir():
         try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import devices
 from ..devices import assign
 from ..errors import SpecError
-from ..jobscript import run_script, run_sequence
+from ..node.jobscript import run_script, run_sequence
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import WRAPPER_STATES, State

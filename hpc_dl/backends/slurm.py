@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HpcdlError, SpecError
-from ..jobscript import collect_study, run_script
+from ..node.jobscript import collect_study, run_script
 from ..runs import RunDir, read_json
 from ..spec import JobSpec
 from ..states import State
@@ -41,7 +41,7 @@ KNOWN = {
 @functools.lru_cache(maxsize=1)
 def _exec_executor():
     """submitit's SlurmExecutor whose batch script `exec`s python: SLURM's warning signal
-    (--signal=B:USR1@N goes to the batch shell) then reaches hpc_dl.jobscript.run_script itself."""
+    (--signal=B:USR1@N goes to the batch shell) then reaches hpc_dl.node.jobscript.run_script itself."""
     import submitit
 
     class ExecSlurmExecutor(submitit.SlurmExecutor):

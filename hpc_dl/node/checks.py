@@ -1,5 +1,5 @@
 """What `hpcdl doctor` checks on a compute node, after the profile's set-up lines ran: one JSON line per
-check ({"check", "ok", "detail", "fix"}). Run as `python -m hpc_dl.checks --expect-gpus N`.
+check ({"check", "ok", "detail", "fix"}). Run as `python -m hpc_dl.node.checks --expect-gpus N`.
 
 Every check catches its own failure, so one missing piece never hides the others.
 """
@@ -85,7 +85,7 @@ def run(expect_gpus: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hpc_dl.checks")
+    p = argparse.ArgumentParser(prog="python -m hpc_dl.node.checks")
     p.add_argument("--expect-gpus", type=int, default=0)
     args = p.parse_args(argv)
     for row in run(args.expect_gpus):
