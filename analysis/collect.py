@@ -90,12 +90,14 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
     )
 
 
+# one decimal: rates (samples/s, and the tasks' own such as tokens/s)
+RATES = {"throughput", *(m.name for m in catalog.epoch_metrics() if m.unit.endswith("/s"))}
 # three decimals: ratios and accuracies, and times in seconds
 _THREE_DECIMALS = {
     "speedup",
     "efficiency",
     "karp_flatt",
-    *load_mod.TASK_COLUMNS,
+    *(c for c in load_mod.TASK_COLUMNS if c not in RATES),
     "accuracy_mean",
     "accuracy_std",
     "serial_fraction",
@@ -112,7 +114,7 @@ def _fmt(value, column: str) -> str:
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
     if column in _THREE_DECIMALS:
         return f"{value:.3f}"
-    if column == "throughput":
+    if column in RATES:
         return f"{value:.1f}"
     if column == "throughput_ci":
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.1f}-{value[1]:.1f}"

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .load import QUALITY
+from .load import EPOCH_STATS, QUALITY
 
 GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision", "device"]
 STRONG_GROUP = ["global_batch_size" if c == "batch_size" else c for c in GROUP]  # the global batch is fixed
@@ -37,7 +37,7 @@ COLUMNS = GROUP + [
     "runs",
     "timed_epochs",
     "time_per_epoch_s",
-    "time_per_iteration_s",
+    *EPOCH_STATS.values(),  # the tasks' own per-epoch stats (catalog.TASKS): time/iteration, tokens/s, ...
     "throughput",
     "throughput_ci_low",
     "throughput_ci_high",
@@ -74,7 +74,7 @@ def per_run(runs: pd.DataFrame, epochs: pd.DataFrame, include_warmup: bool = Fal
         .agg(
             timed_epochs=("epoch", "count"),
             time_per_epoch_s=("time_s", "mean"),
-            time_per_iteration_s=("time_per_iteration_s", "mean"),
+            **{c: (c, "mean") for c in EPOCH_STATS.values()},
             throughput=("throughput", "mean"),
         )
         .reset_index()
@@ -137,7 +137,7 @@ def scaling_table(
             runs=("run", "count"),
             timed_epochs=("timed_epochs", "sum"),
             time_per_epoch_s=("time_per_epoch_s", "median"),
-            time_per_iteration_s=("time_per_iteration_s", "median"),
+            **{c: (c, "median") for c in EPOCH_STATS.values()},
             throughput=("throughput", "median"),
             throughput_ci_low=("throughput", lambda v: t_interval(v)[0]),
             throughput_ci_high=("throughput", lambda v: t_interval(v)[1]),

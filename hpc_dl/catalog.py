@@ -57,12 +57,13 @@ class TaskInfo:
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    channels: int  # input channels the model expects
-    min_size: int  # smallest input side it accepts; smaller images are resized up
-    description: str
+    channels: int = 3  # input channels the model expects (an image model's)
+    min_size: int = 32  # smallest input side it accepts; smaller images are resized up
+    description: str = ""
     splittable: bool = True  # can run as pipeline stages (a plain sequence of layers)
     task: str = DEFAULT_TASK  # a key of TASKS
     native_size: int = 224  # the input side it was designed for (ImageNet's 224; a detector's short side)
+    context: int | None = None  # the tokens a sequence model reads at once (None: it reads images)
 
     @property
     def max_size(self) -> int:
@@ -74,14 +75,15 @@ class ModelInfo:
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    channels: int
-    size: int  # native image side
-    classes: int | None  # None: read from the data (imagefolder)
-    needs_data_root: bool
-    description: str
+    channels: int = 0  # an image set's channels (0: not images)
+    size: int = 0  # native image side (0: not images)
+    classes: int | None = None  # None: read from the data (imagefolder); a text set's: its vocabulary
+    needs_data_root: bool = False
+    description: str = ""
     task: str = DEFAULT_TASK  # a key of TASKS
     generated: str = ""  # the module that makes it (python -m MODULE --out DIR); without --data-root the job
     # runs it into the data cache on the node
+    root_file: bool = False  # --data-root may be one file as well as a folder
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -117,6 +119,20 @@ MODELS: dict[str, ModelInfo] = {
             task="detection",
             native_size=800,  # COCO's usual short side
         ),
+        *(
+            ModelInfo(
+                name,
+                description=f"decoder-only byte-level transformer LM, {what}",
+                splittable=False,
+                task="language",
+                context=context,
+            )
+            for name, what, context in (
+                ("gpt-tiny", "~0.8 M parameters (4 layers, width 128, 64 tokens)", 64),
+                ("gpt-small", "~25 M parameters (8 layers, width 512, 256 tokens)", 256),
+                ("gpt-medium", "~114 M parameters (16 layers, width 768, 512 tokens)", 512),
+            )
+        ),
     ]
 }
 
@@ -146,6 +162,20 @@ DATASETS: dict[str, DatasetInfo] = {
             "generated coloured shapes (hpc_dl.train.tasks.detection.shapes)",
             task="detection",
             generated="hpc_dl.train.tasks.detection.shapes",
+        ),
+        DatasetInfo(
+            "synthetic-text",
+            classes=256,
+            description="bytes of a seeded order-2 Markov source over 16 letters, made in memory (learnable)",
+            task="language",
+        ),
+        DatasetInfo(
+            "text",
+            classes=256,
+            needs_data_root=True,
+            description="any UTF-8 file, or folder of files, under --data-root, read as bytes",
+            task="language",
+            root_file=True,
         ),
     ]
 }
@@ -183,6 +213,22 @@ TASKS: dict[str, TaskInfo] = {
                     "horovod accumulates gradients for classification only; raise --batch-size instead",
                 ),
             ),
+        ),
+        # a step over token blocks (cross-entropy over every token): pipeline stages, horovod, psgd's own
+        # averaging, hogwild and kfold are not wired for it yet
+        TaskInfo(
+            "language",
+            "hpc_dl.train.tasks.language:LanguageTask",
+            "bytes -> the next byte (decoder-only transformer; cross-entropy per token, perplexity)",
+            metrics=(Metric("test_perplexity", "perplexity", "test/perplexity"),),
+            epoch_metrics=(
+                Metric(
+                    "throughput(tokens/s)", "tokens/s", "throughput/tokens_per_s", "throughput_tokens_per_s", "tokens/s"
+                ),
+            ),
+            throughput="tokens",
+            strategies=("ddp", "dp", "fsdp"),
+            refuses=(Refusal("image_size", (None,), "a language model reads byte tokens; its model sets the context"),),
         ),
     ]
 }

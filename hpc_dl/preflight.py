@@ -66,7 +66,8 @@ def check_data_root(spec: JobSpec, profile: ClusterProfile) -> list[str]:
                 "the job will check it on the node"
             ]
         raise SpecError(f"invalid data root: {spec.data_root} does not exist")
-    if not root.is_dir():
+    info = catalog.DATASETS.get(spec.dataset)
+    if not root.is_dir() and not (info is not None and info.root_file and root.is_file()):
         raise SpecError(f"invalid data root: {spec.data_root} is not a folder")
     if spec.dataset == "imagefolder":
         base = root / "train" if (root / "train").is_dir() else root

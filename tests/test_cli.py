@@ -96,14 +96,15 @@ BAD_INPUT = [
         ["--model", "resnet99"],
         2,
         "Error: unknown model 'resnet99' (choose from alexnet, "
-        "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, inception_v3, "
+        "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, gpt-medium, gpt-small, gpt-tiny, "
+        "inception_v3, "
         "mnist-cnn, mobilenet_v2, resnet18, resnet50, vgg11, vgg16, vgg19)",
     ),
     (
         ["--dataset", "imagenet"],
         2,
         "Error: unknown dataset 'imagenet' (choose from cifar10, coco, digits, fashion-mnist, imagefolder, "
-        "mnist, synthetic)",
+        "mnist, synthetic, synthetic-text, text)",
     ),
     (["--nodes", "0"], 2, "Error: invalid nodes: 0 (must be an integer >= 1)"),
     (["--nodes", "two"], 2, "Error: Invalid value for '--nodes': 'two' is not a valid integer."),

@@ -20,13 +20,14 @@ def test_defaults_are_valid():
         (
             {"model": "resnet99"},
             "unknown model 'resnet99' (choose from alexnet, "
-            "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, inception_v3, mnist-cnn, "
+            "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, gpt-medium, gpt-small, gpt-tiny, "
+            "inception_v3, mnist-cnn, "
             "mobilenet_v2, resnet18, resnet50, vgg11, vgg16, vgg19)",
         ),
         (
             {"dataset": "imagenet"},
             "unknown dataset 'imagenet' (choose from cifar10, coco, digits, fashion-mnist, imagefolder, "
-            "mnist, synthetic)",
+            "mnist, synthetic, synthetic-text, text)",
         ),
         ({"precision": "fp8"}, "invalid precision 'fp8' (choose from fp32, bf16, fp16)"),
         ({"nodes": 0}, "invalid nodes: 0 (must be an integer >= 1)"),

@@ -282,7 +282,8 @@ def test_kfold_bad_input(hpcdl, runs_root):
         (
             ["--models", "mnist-cnn,nope"],
             "Error: unknown model 'nope' (choose from alexnet, "
-            "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, inception_v3, "
+            "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, gpt-medium, gpt-small, gpt-tiny, "
+            "inception_v3, "
             "mnist-cnn, mobilenet_v2, resnet18, resnet50, vgg11, vgg16, vgg19)",
         ),
         (["--schedulers", "none,warm"], "Error: invalid scheduler 'warm' (choose from none, cosine, step)"),

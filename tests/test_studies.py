@@ -64,6 +64,7 @@ def test_a_bad_spec_field_in_a_study_is_the_spec_error(tmp_path, hpcdl):
     assert (result.exit_code, result.stderr) == (
         2,
         "Error: unknown model 'resnet99' (choose from alexnet, "
-        "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, inception_v3, mnist-cnn, mobilenet_v2, "
+        "fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn, googlenet, gpt-medium, gpt-small, gpt-tiny, "
+        "inception_v3, mnist-cnn, mobilenet_v2, "
         "resnet18, resnet50, vgg11, vgg16, vgg19)\n",
     )

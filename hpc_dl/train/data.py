@@ -27,9 +27,9 @@ def cache_dir() -> Path:
 class Data:
     train: Dataset
     test: Dataset
-    num_classes: int
-    channels: int
-    image_size: int
+    num_classes: int  # classes; a language set's: its vocabulary
+    channels: int | None = None  # what an image model is built for (None: not images)
+    image_size: int | None = None
     collate: object = None  # a Batcher for the in-memory sets, a task's own (a list batch), or None: the default
 
 
