@@ -1,0 +1,173 @@
+"""Language modelling: the three model sizes, byte blocks and the text data set, the strategies that refuse a
+language model, and (slow) gpt-tiny really trained on synthetic-text by ddp, fsdp and dp, then collected."""
+
+import math
+
+import pytest
+import torch
+
+from hpc_dl import catalog, preflight, profiles
+from hpc_dl.errors import NotServable, SpecError
+from hpc_dl.spec import JobSpec
+from hpc_dl.train import tasks
+from hpc_dl.train.data import DataError
+from hpc_dl.train.tasks.language import data, model
+from hpc_dl.train.tasks.language.train import perplexity
+
+# (layers, heads, width, context, parameters at least, at most)
+SIZES = {
+    "gpt-tiny": (4, 4, 128, 64, 0.5e6, 1.5e6),
+    "gpt-small": (8, 8, 512, 256, 20e6, 30e6),
+    "gpt-medium": (16, 12, 768, 512, 100e6, 140e6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_model_sizes(name):
+    layers, heads, width, context, low, high = SIZES[name]
+    with torch.device("meta"):  # counted, never allocated
+        gpt = model.build_model(name)
+    count = sum(p.numel() for p in gpt.parameters())
+    assert (gpt.layers, gpt.context, gpt.wte.shape) == (layers, context, (256, width))
+    assert model.SIZES[name] == model.Size(layers, heads, width)
+    assert count == model.SIZES[name].parameters(context) and low <= count <= high
+    assert catalog.MODELS[name].task == "language" and not catalog.MODELS[name].splittable
+
+
+def test_tiny_forward_is_causal_and_tied():
+    torch.manual_seed(0)
+    gpt = model.build_model("gpt-tiny").eval()
+    x = torch.randint(0, 256, (2, 64))
+    with torch.no_grad():
+        logits = gpt(x)
+        changed = x.clone()
+        changed[:, 40] = (changed[:, 40] + 1) % 256
+        later = gpt(changed)
+    assert logits.shape == (2, 64, 256)
+    assert torch.allclose(logits[:, :40], later[:, :40], atol=1e-5)  # no position sees a later byte
+    assert not torch.allclose(logits[:, 40:], later[:, 40:])
+    assert [n for n, _ in gpt.named_children()] == ["block0", "block1", "block2", "block3", "ln_f"]
+    with pytest.raises(ValueError, match="^65 tokens exceed the model's context of 64$"):
+        gpt(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_blocks_shift_by_one():
+    blocks = data.Blocks(torch.arange(22, dtype=torch.uint8), context=4)
+    assert len(blocks) == 4  # 22 bytes: four blocks of 5, two left over
+    x, y = blocks[1]
+    assert (x.tolist(), y.tolist(), x.dtype) == ([5, 6, 7, 8], [6, 7, 8, 9], torch.int64)
+    with pytest.raises(IndexError):
+        blocks[4]
+
+
+def test_synthetic_text_is_seeded_letters():
+    train, test = data.synthetic(8, 5, 3)
+    assert (len(train), len(test)) == (5, 3)
+    stream = bytes(train.tokens.tolist() + test.tokens.tolist())
+    assert len(stream) == 8 * 9 and set(stream) <= set(data.ALPHABET)
+    assert data.markov_bytes(500).tolist() == data.markov_bytes(500).tolist()
+    defaults = data.synthetic(4, None, None)
+    assert (len(defaults[0]), len(defaults[1])) == (2048, 256)
+
+
+def test_text_reads_a_folder_of_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.txt").write_bytes(b"B" * 30)
+    (tmp_path / "a.txt").write_text("ä" * 15, encoding="utf-8")  # 30 bytes of UTF-8
+    (tmp_path / "sub" / "c.txt").write_bytes(b"C" * 40)
+    (tmp_path / ".hidden").write_bytes(b"H" * 1000)
+    assert data.read_bytes(tmp_path) == "ä".encode() * 15 + b"B" * 30 + b"C" * 40
+    d = data.load("text", str(tmp_path), 4, None, None)  # 100 bytes: 20 blocks of 5, the last 2 to test
+    assert (len(d.train), len(d.test), d.num_classes, d.channels) == (18, 2, 256, None)
+    assert bytes(d.test[1][1].tolist()) == b"CCCC"
+    cut = data.load("text", str(tmp_path), 4, 3, 1)
+    assert (len(cut.train), len(cut.test)) == (3, 1)
+    single = data.load("text", str(tmp_path / "sub" / "c.txt"), 4, None, None)
+    assert (len(single.train), len(single.test)) == (7, 1)
+
+
+def test_text_too_short_is_one_line(tmp_path):
+    (tmp_path / "t.txt").write_bytes(b"x" * 9)
+    with pytest.raises(DataError) as err:
+        data.load("text", str(tmp_path), 4, None, None)
+    assert str(err.value) == f"text: {tmp_path} holds 9 bytes, fewer than 2 blocks of 5 (one to train, one to test)"
+
+
+def test_perplexity():
+    assert perplexity(math.log(7.5)) == pytest.approx(7.5)
+    assert (perplexity(None), perplexity(1e6)) == (None, math.inf)
+
+
+@pytest.mark.parametrize("strategy", ["pipeline", "psgd", "hogwild", "horovod", "kfold"])
+def test_strategies_that_cannot_train_a_language_model(strategy):
+    extra = {"folds": 2, "fold": 0} if strategy == "kfold" else {"gpus": 2}
+    with pytest.raises(SpecError) as err:
+        JobSpec(strategy=strategy, model="gpt-tiny", dataset="synthetic-text", **extra)
+    assert str(err.value) == f"strategy '{strategy}' cannot train language model 'gpt-tiny' (use ddp, dp or fsdp)"
+
+
+def test_language_spec_checks(hpcdl, tmp_path):
+    for strategy in ("ddp", "dp", "fsdp"):
+        JobSpec(strategy=strategy, model="gpt-small", dataset="synthetic-text")
+    result = hpcdl("submit", "--profile", "local", "--strategy", "pipeline", "--gpus", "2", "--model", "gpt-tiny",
+                   "--dataset", "synthetic-text", "--dry-run")  # fmt: skip
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: strategy 'pipeline' cannot train language model 'gpt-tiny' (use ddp, dp or fsdp)\n",
+    )
+    with pytest.raises(SpecError) as err:
+        JobSpec(model="gpt-tiny", dataset="synthetic-text", image_size=64)
+    assert str(err.value) == (
+        "--image-size does not apply to language model 'gpt-tiny' "
+        "(a language model reads byte tokens; its model sets the context)"
+    )
+    with pytest.raises(SpecError, match="^model 'gpt-tiny' is a language model: choose a language dataset "):
+        JobSpec(model="gpt-tiny")
+    with pytest.raises(SpecError, match=r"^dataset 'text' needs --data-root \(a folder that already holds it\)$"):
+        JobSpec(model="gpt-tiny", dataset="text")
+    (tmp_path / "corpus.txt").write_text("hello " * 100)
+    local = profiles.load("local")
+    assert preflight.check_data_root(JobSpec(model="gpt-tiny", dataset="text", data_root=str(tmp_path)), local) == []
+    one = JobSpec(model="gpt-tiny", dataset="text", data_root=str(tmp_path / "corpus.txt"))
+    assert preflight.check_data_root(one, local) == []  # a file will do for text
+    with pytest.raises(SpecError, match="is not a folder$"):
+        preflight.check_data_root(JobSpec(data_root=str(tmp_path / "corpus.txt")), local)
+
+
+def test_serving_a_language_model_is_refused(tmp_path):
+    from hpc_dl.runs import RunDir
+
+    with pytest.raises(NotServable, match="serving a language model .* is not done yet$"):
+        tasks.get("language").predictor(RunDir(tmp_path / "r1"), {}, {}, 1, "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "dp"])
+def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path, strategy):
+    """2 workers (dp: one CPU device), 3 short epochs: the test loss falls every epoch, perplexity is exp of
+    it, and collect's table shows tokens/s after time/epoch and perplexity, not accuracy."""
+    from hpc_dl.analysis import collect as col
+
+    from hpc_dl.events import read_rank
+    from hpc_dl.runs import RunDir, read_json
+
+    flags = ["--model", "gpt-tiny", "--dataset", "synthetic-text", "--train-samples", "256", "--test-samples", "64",
+             "--epochs", "3", "--batch-size", "8", "--lr", "0.1"]  # fmt: skip
+    result = hpcdl("submit", "--profile", "local", "--strategy", strategy, "--gpus", "2", *flags, "--wait")
+    assert result.exit_code == 0, result.output
+    (run,) = [RunDir(p) for p in runs_root.glob(f"default/*-{strategy}-*")]
+    evals = [e for e in read_rank(run.rank_events(0))[0] if e["event"] == "eval"]
+    losses = [e["test_loss"] for e in evals]
+    assert [e["epoch"] for e in evals] == [1, 2, 3] and losses[0] > losses[1] > losses[2], evals
+    assert all(
+        e["test_accuracy"] is None and e["test_perplexity"] == pytest.approx(math.exp(e["test_loss"])) for e in evals
+    )
+    assert read_json(run.result)["test_perplexity"] == pytest.approx(evals[-1]["test_perplexity"])
+    report = col.collect([runs_root])
+    row = report.scaling.iloc[0]
+    assert row["throughput_tokens_per_s"] == pytest.approx(row["throughput"] * 64)
+    assert row["test_perplexity"] == pytest.approx(evals[-1]["test_perplexity"])
+    header = next(line for line in report.markdown.splitlines() if line.startswith("| strategy"))
+    shown = [h.strip() for h in header.strip("|").split("|")]
+    assert shown[shown.index("time/epoch (s)") + 1] == "tokens/s" and shown[-1] == "perplexity"
+    assert "test acc" not in shown and "time/iter (s)" not in shown
