@@ -221,9 +221,22 @@ class JobSpec:
         """The model and the data set are of one task, and that task trains with this strategy and these
         options: every message comes from the task's entry in catalog.TASKS."""
         model, data = catalog.MODELS.get(self.model), catalog.DATASETS.get(self.dataset)
+        own = catalog.TASKS[catalog.DEFAULT_TASK]  # the task your own model or data set trains (byo.py)
         if model is None:
+            if data is not None and catalog.TASKS[data.task] is not own:
+                names = ", ".join(catalog.models_of(data.task))
+                raise SpecError(
+                    f"dataset {self.dataset!r} is for {data.task}: choose a {data.task} model ({names}); "
+                    f"your own model trains {own.name} data sets"
+                )
             return
         task = catalog.TASKS[model.task]
+        if data is None and task is not own:
+            names = ", ".join(catalog.datasets_of(task.name))
+            raise SpecError(
+                f"model {self.model!r} is a {task.name} model: choose a {task.name} dataset ({names}); "
+                f"your own data set is for {own.name} models"
+            )
         if data is not None and self.dataset not in catalog.datasets_of(task.name):
             if self.model in catalog.models_of(catalog.DEFAULT_TASK):  # a plain model: the data set is the odd one
                 names = ", ".join(catalog.models_of(data.task))

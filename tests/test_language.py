@@ -123,6 +123,18 @@ def test_language_spec_checks(hpcdl, tmp_path):
     )
     with pytest.raises(SpecError, match="^model 'gpt-tiny' is a language model: choose a language dataset "):
         JobSpec(model="gpt-tiny")
+    with pytest.raises(SpecError) as err:
+        JobSpec(model="mypkg.models:net", dataset="synthetic-text")
+    assert str(err.value) == (
+        "dataset 'synthetic-text' is for language: choose a language model (gpt-tiny, gpt-small, gpt-medium); "
+        "your own model trains classification data sets"
+    )
+    with pytest.raises(SpecError) as err:
+        JobSpec(model="gpt-tiny", dataset="mypkg.data:corpus")
+    assert str(err.value) == (
+        "model 'gpt-tiny' is a language model: choose a language dataset (synthetic-text, text); "
+        "your own data set is for classification models"
+    )
     with pytest.raises(SpecError, match=r"^dataset 'text' needs --data-root \(a folder that already holds it\)$"):
         JobSpec(model="gpt-tiny", dataset="text")
     (tmp_path / "corpus.txt").write_text("hello " * 100)
