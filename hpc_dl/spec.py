@@ -377,6 +377,8 @@ def _own(name: str) -> str:
 def _check_image_size(model: str, size: int | None) -> None:
     """At most the model's tolerant bound (catalog.ModelInfo.max_size); your own model sets its own."""
     info = catalog.MODELS.get(model)
+    if info is not None and info.context is not None:  # it reads tokens: its task refuses --image-size
+        return
     if size is not None and info is not None and size > info.max_size:
         raise SpecError(
             f"invalid image-size: {size} (model {model!r} takes at most {info.max_size}: "

@@ -115,12 +115,13 @@ def test_language_spec_checks(hpcdl, tmp_path):
         2,
         "Error: strategy 'pipeline' cannot train language model 'gpt-tiny' (use ddp, dp or fsdp)\n",
     )
-    with pytest.raises(SpecError) as err:
-        JobSpec(model="gpt-tiny", dataset="synthetic-text", image_size=64)
-    assert str(err.value) == (
-        "--image-size does not apply to language model 'gpt-tiny' "
-        "(a language model reads byte tokens; its model sets the context)"
-    )
+    for size in (64, 100_000):
+        with pytest.raises(SpecError) as err:
+            JobSpec(model="gpt-tiny", dataset="synthetic-text", image_size=size)
+        assert str(err.value) == (
+            "--image-size does not apply to language model 'gpt-tiny' "
+            "(a language model reads byte tokens; its model sets the context)"
+        )
     with pytest.raises(SpecError, match="^model 'gpt-tiny' is a language model: choose a language dataset "):
         JobSpec(model="gpt-tiny")
     with pytest.raises(SpecError) as err:
