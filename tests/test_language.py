@@ -155,17 +155,18 @@ def test_serving_a_language_model_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "dp"])
-def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path, strategy):
-    """2 workers (dp: one CPU device), 3 short epochs: the test loss falls every epoch, perplexity is exp of
-    it, and collect's table shows tokens/s after time/epoch and perplexity, not accuracy."""
+@pytest.mark.parametrize(("strategy", "precision"), [("ddp", "fp32"), ("fsdp", "bf16"), ("dp", "fp32")])
+def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path, strategy, precision):
+    """2 workers (dp: one CPU device), 3 short epochs (fsdp in bf16: its mixed-precision policy, with the final
+    LayerNorm's fp32 output into the tied head): the test loss falls every epoch, perplexity is exp of it,
+    and collect's table shows tokens/s after time/epoch and perplexity, not accuracy."""
     from hpc_dl.analysis import collect as col
 
     from hpc_dl.events import read_rank
     from hpc_dl.runs import RunDir, read_json
 
     flags = ["--model", "gpt-tiny", "--dataset", "synthetic-text", "--train-samples", "256", "--test-samples", "64",
-             "--epochs", "3", "--batch-size", "8", "--lr", "0.1"]  # fmt: skip
+             "--epochs", "3", "--batch-size", "8", "--lr", "0.1", "--precision", precision]  # fmt: skip
     result = hpcdl("submit", "--profile", "local", "--strategy", strategy, "--gpus", "2", *flags, "--wait")
     assert result.exit_code == 0, result.output
     (run,) = [RunDir(p) for p in runs_root.glob(f"default/*-{strategy}-*")]

@@ -100,7 +100,9 @@ class GPT(nn.Module):
         x = F.embedding(idx, self.wte) + self.wpe[:t]
         for block in self.blocks():
             x = block(x)
-        return F.linear(self.ln_f(x), self.wte)  # the head tied to the token embedding
+        # the head, tied to the token embedding; in the embedding's dtype (fsdp's low precision: the final
+        # LayerNorm is its own shard, whose output comes back in fp32)
+        return F.linear(self.ln_f(x).to(self.wte.dtype), self.wte)
 
 
 def context_of(name: str) -> int:
