@@ -227,6 +227,15 @@ def follow(run: RunDir, path: Path, poll_s: float) -> Iterator[str | tuple[str, 
 
 
 def wait_sweep(s, timeout_s: float) -> tuple[State, int]:
-    """Block until a sweep's collect job (or its array) ends; return its state and how many runs completed."""
-    final = wait_job(s.executor, s.collect_job_id or s.job_id, timeout_s=timeout_s)
+    """Block until a sweep's collect job ends, or without one until every run has ended (a sweep may be
+    several arrays); return the collect job's state (or COMPLETED) and how many runs completed."""
+    if s.collect_job_id:
+        final = wait_job(s.executor, s.collect_job_id, timeout_s=timeout_s)
+    else:
+        cheap = backends.get(s.executor).cheap_queries
+
+        def ask() -> State:
+            return State.COMPLETED if all(x.is_terminal for x in states(s.runs)) else State.RUNNING
+
+        final = _until_terminal(ask, timeout_s, None, 1.0 if cheap else None)
     return final, states(s.runs).count(State.COMPLETED)
