@@ -371,11 +371,8 @@ def test_probe_across_n1_and_n2_writes_a_record(slurm_study, on_cluster):
     assert lines[8] == f"probe record: {folder / 'probe.json'} (gloo, hosts n1, n2)"
 
 
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_leave_one_out_error_of_ddp_is_below_20_percent(slurm_study, on_cluster, hpcdl, capsys):
-    """The one check that depends on the machine: each measured shape predicted from the other two."""
-    study, _, _ = slurm_study
+def leave_one_out(study, hpcdl, capsys) -> tuple[str, list[float]]:
+    """plan --validate on the study: its table (printed into the test's output) and the absolute errors."""
     result = hpcdl("plan", str(study), "--validate")
     assert result.exit_code == 0, result.output
     text = result.stdout.split("## Leave-one-out check")[1]
@@ -384,6 +381,25 @@ def test_leave_one_out_error_of_ddp_is_below_20_percent(slurm_study, on_cluster,
     data = json.loads(hpcdl("plan", str(study), "--validate", "--json").stdout)
     errors = [abs(r["error"]) for r in data["validate"]]
     assert [r["workers"] for r in data["validate"]] == [1, 2, 3] and None not in errors
+    return text, errors
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_leave_one_out_predicts_every_measured_shape_from_the_others(slurm_study, on_cluster, hpcdl, capsys):
+    study, _, _ = slurm_study
+    text, errors = leave_one_out(study, hpcdl, capsys)
+    mean = sum(errors) / len(errors)
+    assert f"ddp mnist-cnn: mean absolute error {mean:.1%}, largest {max(errors):.1%}, over 3 shape(s)" in text
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.full  # the one bound that depends on the machine (3 workers on 2 shared cores): make test-full
+def test_leave_one_out_error_of_ddp_is_below_20_percent(slurm_study, on_cluster, hpcdl, capsys):
+    """Each measured shape predicted from the other two, within 20 % on average."""
+    study, _, _ = slurm_study
+    text, errors = leave_one_out(study, hpcdl, capsys)
     assert sum(errors) / len(errors) < 0.20, text
 
 
