@@ -110,7 +110,8 @@ def limits(points: pd.DataFrame, profile: str | None, partition: str | None) -> 
     parts = data.get("partitions") or {}
     if not parts:
         raise UsageError(f"the runs in {folder.parent} do not record their profile: name one with --profile")
-    name = partition or (read_json(RunDir(folder).spec) or {}).get("partition") or data.get("default_partition")
+    spec = RunDir(folder).read_spec()
+    name = partition or (spec.partition if spec else None) or data.get("default_partition")
     if name not in parts:
         raise UsageError(
             f"unknown partition {name!r} for profile {data.get('name')!r} (choose from {', '.join(parts)})"

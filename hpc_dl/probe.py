@@ -41,8 +41,8 @@ def probe_spec(profile: ClusterProfile, nodes: int, gpus: int, partition: str | 
 
 def is_probe(run: RunDir) -> bool:
     """Whether a run folder is a probe's (collect leaves it out of the training tables)."""
-    spec = read_json(run.spec)
-    return isinstance(spec, dict) and spec.get("job_name") == JOB_NAME
+    spec = run.read_spec()
+    return spec is not None and spec.job_name == JOB_NAME
 
 
 def read(run: RunDir) -> dict | None:

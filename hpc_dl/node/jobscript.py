@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..runs import RunDir, read_json, write_json
+from ..spec import JobSpec
 
 
 def run_sequence(run_dirs: list[str], study_dir: str, out: str | None, parallel: int = 1) -> int:
@@ -118,7 +119,7 @@ def run_script(run_dir: str) -> int:
     on_slurm = bool(target and os.environ.get("SLURM_JOB_ID"))
     watcher = threading.Event()  # set when the watcher requeued the job (the workers did not stop in time)
     if on_slurm:
-        limit_s = 60.0 * float((read_json(run.spec) or {}).get("time_limit", 60))
+        limit_s = 60.0 * (run.read_spec() or JobSpec()).time_limit
         args = (run, proc, target, started, limit_s, watcher)
         threading.Thread(target=_watch_time_limit, args=args, daemon=True).start()
     rc = proc.wait()
@@ -157,7 +158,8 @@ def _outcome(run: RunDir, rc: int, received: list[int]) -> tuple[str, str | None
     """The run's state, and a note when its exit status and its ranks' own end records disagree: a run
     whose every rank recorded success is final, COMPLETED, even if a rank then died at interpreter exit."""
     result = read_json(run.result) or {}
-    silent_script = not result and bool((read_json(run.spec) or {}).get("script"))  # its exit status says
+    spec = run.read_spec()
+    silent_script = not result and bool(spec and spec.script)  # its exit status says
     if rc == 0 and (result.get("status") == "success" or silent_script):
         return "COMPLETED", None
     if rc != 0 and result.get("status") == "success" and (note := _finished_anyway(run, rc)):
