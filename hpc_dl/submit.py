@@ -46,7 +46,7 @@ def plan(
 ) -> tuple[str, Path, Rendered]:
     """Everything a submission would do, computed and checked, with nothing written (the dry run)."""
     run_id = run_id or new_run_id(spec.strategy, spec.nodes, spec.gpus)
-    run_path = (Path(runs_root) / study / run_id).resolve()
+    run_path = StudyDir.of(Path(runs_root), study).run(run_id).path.resolve()
     ctx = RenderContext(run_path, run_id, python=sys.executable, templates=templates, template=template)
     return run_id, run_path, render(spec, profile, ctx)
 
