@@ -33,6 +33,10 @@ SLURM_PROFILE ?= $(or $(HPCDL_PROFILE),discovery)
 STUDY_FLAGS := --strategy ddp,fsdp,pipeline,horovod,psgd,dp,hogwild --skip-invalid --nodes 1 --gpus 1,2 \
   --model mnist-cnn --dataset fashion-mnist --train-samples 4096 --test-samples 1024 --epochs 3 --batch-size 64
 
+# Two recipes at once (the venv beside apt, Horovod's build beside the test cluster's start); the targets'
+# prerequisites keep the order that matters, and apt calls queue on one lock.
+MAKEFLAGS += --jobs=2
+
 .PHONY: help venv system system-browser horovod cluster cluster-down scaling-study test test-full test-fast lint bench clean
 
 help:
@@ -51,24 +55,25 @@ $(VENV_STAMP): $(VENV_INPUTS)
 	@rm -f $(VENV)/.hpcdl-venv-*
 	@touch $@
 
-# Checked every time (dpkg answers in milliseconds), installed only when missing.
+# Checked every time (dpkg answers in milliseconds), installed only when missing. Every apt call of this
+# Makefile and of tests/cluster/slurm.sh holds one lock (APT_LOCK), so the parallel targets queue for apt.
+APT_LOCK := /tmp/hpcdl-apt.lock
 define apt_install
-	@if ! dpkg -s $(1) >/dev/null 2>&1; then \
+	@flock $(APT_LOCK) bash -c 'dpkg -s $(1) >/dev/null 2>&1 && exit 0; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
-	  $$SUDO apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1); \
-	fi
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1)'
 endef
 
 system:
 	$(call apt_install,$(STUDY_PACKAGES))
 
+# the study's packages and the browser's, in one apt call
 system-browser:
-	$(call apt_install,$(BROWSER_PACKAGES))
+	$(call apt_install,$(STUDY_PACKAGES) $(BROWSER_PACKAGES))
 
 # A sweep: one job array (the points in turn on this machine), then collect into $(RESULTS_DIR)/.
 # Horovod's build (the long step) starts as soon as its two inputs are there: the venv's torch and the
-# compilers and MPI of `system` (make -j2 installs those two side by side).
+# compilers and MPI of `system`, which install side by side (MAKEFLAGS' two jobs).
 scaling-study: system venv horovod
 	@rm -rf $(RUNS_DIR)/$(STUDY)
 	@if command -v sinfo >/dev/null 2>&1 && timeout 5 sinfo -h >/dev/null 2>&1; then \
@@ -103,10 +108,11 @@ cluster:
 cluster-down:
 	tests/cluster/slurm.sh down
 
-test: system system-browser venv horovod cluster
+# Two jobs at once: the venv installs while apt does, then Horovod builds while the test cluster starts.
+test: venv system-browser horovod cluster
 	$(PY) -m pytest -q -ra -m "not full"
 
-test-full: system system-browser venv horovod cluster
+test-full: venv system-browser horovod cluster
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

@@ -35,12 +35,15 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...
     done
 }
 
-install_packages() {
-    if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
-        log "installing ${PACKAGES[*]}"
-        apt-get update -q >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >/dev/null
-    fi
+install_packages() {  # under the Makefile's apt lock: make runs two targets at once
+    (
+        flock 9
+        if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
+            log "installing ${PACKAGES[*]}"
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}" >/dev/null
+        fi
+    ) 9>/tmp/hpcdl-apt.lock
 }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
