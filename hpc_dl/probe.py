@@ -39,10 +39,24 @@ def probe_spec(profile: ClusterProfile, nodes: int, gpus: int, partition: str | 
     return spec
 
 
+def sweep_probes(profile: ClusterProfile, specs: list[JobSpec]) -> list[JobSpec]:
+    """`sweep --probe`: one probe per shape of the sweep with 2 workers or more (its nodes x GPUs, its
+    partition and device), in the order the shapes first appear."""
+    shapes = dict.fromkeys((s.nodes, s.gpus) for s in specs if s.nodes * s.gpus >= 2)
+    if not shapes:
+        raise UsageError("nothing to probe: every point of the sweep has 1 worker (--probe needs a shape of 2 or more)")
+    base = specs[0]
+    return [probe_spec(profile, n, g, base.partition, base.device) for n, g in shapes]
+
+
+def is_probe_spec(spec: JobSpec) -> bool:
+    return spec.job_name == JOB_NAME
+
+
 def is_probe(run: RunDir) -> bool:
     """Whether a run folder is a probe's (collect leaves it out of the training tables)."""
     spec = run.read_spec()
-    return spec is not None and spec.job_name == JOB_NAME
+    return spec is not None and is_probe_spec(spec)
 
 
 def read(run: RunDir) -> dict | None:

@@ -163,20 +163,26 @@ def submit_sweep(
     templates: Path | None = None,
     throttle: int = 4,
     local_parallel: int = 1,
+    probes: list[JobSpec] = (),
 ) -> SweepSubmission:
-    """Every point in one job array (throttled), and, unless out is None, a collect job chained after it."""
+    """Every point in one job array (throttled), and, unless out is None, a collect job chained after it.
+    Probes (`sweep --probe`: probe.sweep_probes) are the array's first tasks, in the same study."""
+    from .probe import TEMPLATE
     from .runs import check_study
 
     check_study(study)
     check_throttle(throttle)
-    plan_sweep(points, profile)
+    specs = [p.spec for p in points]
+    plan_sweep(specs + list(probes), profile)
     made: list[RunDir] = []
     try:
-        for p in points:
-            made.append(_prepare(p.spec, profile, runs_root, study, templates)[0])
+        for spec in probes:
+            made.append(_prepare(spec, profile, runs_root, study, templates, template=TEMPLATE)[0])
+        for spec in specs:
+            made.append(_prepare(spec, profile, runs_root, study, templates)[0])
     except BaseException as exc:
         _undo(made, exc)
-    return _submit_array(made, [p.spec for p in points], profile, out, throttle, local_parallel, undo=True)
+    return _submit_array(made, specs + list(probes), profile, out, throttle, local_parallel, undo=True)
 
 
 def rerun(runs: list[RunDir], profile: ClusterProfile, out: Path | None, throttle: int = 4) -> SweepSubmission:
@@ -201,7 +207,11 @@ def check_throttle(throttle: int) -> None:
 
 def _submit_array(made, specs, profile, out, throttle: int, parallel: int, undo: bool) -> SweepSubmission:
     """Hand run folders that are ready to the backend as arrays (one, or several past its MaxArraySize, each
-    after the one before) and a collect job after them; record every run's submission and the sweep."""
+    after the one before) and a collect job after them; record every run's submission and the sweep.
+    The array's allocation takes its name and partition from the first training spec, never a probe's."""
+    from .probe import is_probe_spec
+
+    specs = sorted(specs, key=is_probe_spec)
     sbatch = plan_sweep(specs, profile)
     study = StudyDir(made[0].path.parent)
     out = None if out is None else Path(out).resolve()

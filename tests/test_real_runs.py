@@ -190,6 +190,7 @@ def test_a_failing_job_is_failed_with_its_reason(hpcdl, runs_root, tmp_path):
 
 
 def test_local_sweep_runs_the_points_in_turn_then_collects(hpcdl, runs_root, tmp_path):
+    """With --probe: the probe of its one 2-worker shape runs first, then the points; plan finds it."""
     out = tmp_path / "report"
     result = hpcdl(
         "sweep",
@@ -207,21 +208,30 @@ def test_local_sweep_runs_the_points_in_turn_then_collects(hpcdl, runs_root, tmp
         "sw",
         "--out",
         str(out),
+        "--probe",
         "--wait",
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("submitted sweep of 2 run(s) as job ") and lines[0].endswith(
+    assert lines[0].startswith("submitted sweep of 3 run(s) as job ") and lines[0].endswith(
         "(local executor, at most 4 at once)"
     )
     assert lines[1] == f"  collect  in the same local job, after the runs -> {out}"
     job = lines[0].split()[7]
-    assert lines[-3] == f"sweep {job}: 2 of 2 run(s) completed; collect COMPLETED"
+    assert lines[-3] == f"sweep {job}: 3 of 3 run(s) completed; collect COMPLETED"
     runs = runs_mod.find_runs([runs_root / "sw"])
-    starts = sorted(runs_mod.read_json(r.exit)["started"] for r in runs)
-    ends = sorted(runs_mod.read_json(r.exit)["ended"] for r in runs)
-    assert ends[0] <= starts[1]  # one after the other: timings never overlap
-    assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
+    times = {r: (runs_mod.read_json(r.exit)["started"], runs_mod.read_json(r.exit)["ended"]) for r in runs}
+    order = sorted(runs, key=lambda r: times[r])
+    spans = [times[r] for r in order]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans  # timings never overlap
+    probe_run = order[0]
+    assert [r.probe.exists() for r in order] == [True, False, False]
+    report = (out / "scaling.md").read_text()
+    assert report.startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")  # the probe trains nothing
+    assert "## Network (hpcdl probe)" in report
+    planned = hpcdl("plan", str(runs_root / "sw"), "--workers", "4")
+    assert planned.exit_code == 0, planned.output
+    assert f"- Network: probe {probe_run.run_id} (gloo, 1 node(s))." in planned.stdout.splitlines()
 
 
 def test_submit_repeats_are_separate_runs_that_collect_combines(hpcdl, runs_root):

@@ -116,6 +116,28 @@ def test_sweep_dry_run(hpcdl, runs_root):
     assert not runs_root.exists()
 
 
+def test_sweep_probe_puts_one_probe_per_multi_worker_shape_first_and_keeps_the_allocation(hpcdl, runs_root):
+    result = hpcdl(
+        "sweep", "--profile", "discovery", "--partition", "multigpu", "--nodes", "1,2", "--gpus", "1,2", "--time", "20",
+        "--study", "s", "--probe", "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# sweep: 7 point(s) as one job array, at most 4 at once (dry run: nothing was submitted)"
+    assert "#   job-name: hpcdl-ddp" in lines and "#   time: 00:20:00" in lines  # the points' name and time limit
+    assert lines[-8:] == [
+        "# [0] probe 1x2",
+        "# [1] probe 2x1",
+        "# [2] probe 2x2",
+        "# [3] ddp 1x1 repeat 1",
+        "# [4] ddp 1x2 repeat 1",
+        "# [5] ddp 2x1 repeat 1",
+        "# [6] ddp 2x2 repeat 1",
+        "# then: collect into results/s",
+    ]
+    assert not runs_root.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -131,6 +153,10 @@ def test_sweep_dry_run(hpcdl, runs_root):
             "Error: unknown strategy 'nope' (choose from ddp, dp, fsdp, hogwild, horovod, kfold, pipeline, psgd)",
         ),
         (["--throttle", "0"], "Error: invalid throttle: 0 (must be an integer >= 1)"),
+        (
+            ["--gpus", "1", "--probe"],
+            "Error: nothing to probe: every point of the sweep has 1 worker (--probe needs a shape of 2 or more)",
+        ),
     ],
 )
 def test_sweep_bad_input_is_one_line_and_leaves_nothing(hpcdl, runs_root, args, message):

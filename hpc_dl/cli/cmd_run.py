@@ -127,6 +127,12 @@ SWEEP = [
         help="Another axis, e.g. --vary batch_size=32,64 --vary compression=none,fp16 (repeatable).",
     ),
     click.option(
+        "--probe",
+        "with_probes",
+        is_flag=True,
+        help="First measure the collectives on every shape of 2 or more workers (hpcdl probe), for hpcdl plan.",
+    ),
+    click.option(
         "--skip-invalid",
         is_flag=True,
         help="Leave out the points a strategy cannot run (e.g. a 1-worker pipeline) instead of failing.",
@@ -141,6 +147,7 @@ SWEEP = [
 @SCRIPT_ARGS
 def sweep(
     vary_items,
+    with_probes,
     skip_invalid,
     strategy_list,
     nodes_list,
@@ -163,6 +170,7 @@ def sweep(
     resources) and launches only its own point's nodes and GPUs. On the local profile the points run
     one after another, then collect.
     """
+    from .. import probe as probe_mod
     from ..sweep import expand_with_skips, label, parse_list, parse_vary
 
     strategies_ = parse_list(strategy_list, "--strategy")
@@ -175,31 +183,36 @@ def sweep(
     for line in skipped:
         click.echo(f"skipped {line}", err=True)
     out = None if no_collect else (out or Path("results") / study)
-    labels = [label(p, vary) for p in points]
+    probes = probe_mod.sweep_probes(prof, [p.spec for p in points]) if with_probes else []
+    labels = [f"probe {q.nodes}x{q.gpus}" for q in probes] + [label(p, vary) for p in points]
     if dry_run:
-        return _array_dry_run("sweep", points, labels, prof, throttle, out)
-    return _array_submit("sweep", points, prof, runs_root(runs_dir), study, out, templates, throttle, 1, wait)
+        return _array_dry_run("sweep", points, labels, prof, throttle, out, probes)
+    return _array_submit("sweep", points, prof, runs_root(runs_dir), study, out, templates, throttle, 1, wait, probes)
 
 
-def _array_dry_run(kind: str, points, labels: list[str], prof, throttle: int, out: Path | None) -> int:
+def _array_dry_run(kind: str, points, labels: list[str], prof, throttle: int, out: Path | None, probes=()) -> int:
     from .. import submit as sub
 
     show.warnings(preflight(points[0].spec, prof))
-    show.array_dry_run(kind, labels, sub.plan_sweep(points, prof), prof.name, throttle, out)
+    specs = [p.spec for p in points] + list(probes)
+    show.array_dry_run(kind, labels, sub.plan_sweep(specs, prof), prof.name, throttle, out)
     return 0
 
 
-def _array_submit(kind, points, prof, root: Path, study: str, out, templates, throttle: int, parallel: int, wait: bool):
+def _array_submit(
+    kind, points, prof, root: Path, study: str, out, templates, throttle: int, parallel: int, wait: bool, probes=()
+):
     """Submit a sweep or kfold as one array (+ collect), say where everything is, and wait if asked."""
     from .. import control
     from .. import submit as sub
 
     show.warnings(preflight(points[0].spec, prof))
-    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle, local_parallel=parallel)
+    s = sub.submit_sweep(points, prof, root, study, out, templates, throttle, local_parallel=parallel, probes=probes)
     show.array_submitted(kind, s, throttle, out, root)
     if not wait:
         return 0
-    final, done = control.wait_sweep(s, timeout_s=sum(p.spec.time_limit for p in points) * 60 + 600)
+    limits = [p.spec.time_limit for p in points] + [q.time_limit for q in probes]
+    final, done = control.wait_sweep(s, timeout_s=sum(limits) * 60 + 600)
     show.array_waited(kind, s, done, final, out)
     return 0 if done == len(s.runs) else 1
 
