@@ -12,6 +12,7 @@ shared with other jobs).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -106,7 +107,7 @@ def summarize(
             _fastest(measured, key),
             _best_efficiency(measured),
             _floor(measured),
-            *_bound(measured, breakdown, key),
+            *_bound(measured, breakdown),
             *_memory(measured),
             _quality(measured, key),
             *_repeats(measured),
@@ -159,14 +160,24 @@ def _floor(points: pd.DataFrame) -> tuple[str, str]:
     return "floor", f"efficiency falls below {EFFICIENCY_FLOOR}: {named}"
 
 
-def _bound(points: pd.DataFrame, breakdown: pd.DataFrame | None, key: dict) -> list[tuple[str, str]]:
-    """What the time breakdown calls each timed point: the communication- and data-bound ones by name."""
+def _point_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Each row's point as one comparable value (numbers as floats: a batch of 64 is 64.0 either way)."""
+    parts = [
+        pd.to_numeric(frame[c], errors="coerce").astype(float).astype(str)
+        if pd.api.types.is_numeric_dtype(frame[c])
+        else frame[c].astype(str)
+        for c in columns
+    ]
+    return pd.Series(list(zip(*parts, strict=True)), index=frame.index, dtype=object)
+
+
+def _bound(points: pd.DataFrame, breakdown: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """What the time breakdown calls each timed point of the group: the communication- and data-bound ones
+    by name (the breakdown's rows are matched to the group's points, weak or strong scaling alike)."""
     if breakdown is None or breakdown.empty:
         return []
-    mine = breakdown
-    for c, v in key.items():
-        if c in mine:
-            mine = mine[mine[c].astype("string") == str(v)]
+    columns = [c for c in (*scaling_mod.GROUP, "workers", "nodes") if c in breakdown and c in points]
+    mine = breakdown[_point_key(breakdown, columns).isin(set(_point_key(points, columns)))]
     if mine.empty:
         return []
     mine = mine.assign(series=[series_label(p) for p in mine.itertuples()])
@@ -288,12 +299,14 @@ def point_runs(runs: pd.DataFrame, scaling: pd.DataFrame) -> pd.DataFrame:
 
 
 def _names(values: pd.Series) -> str:
-    """The distinct node names of a point's runs (each run's list comma-separated), or "-"."""
+    """The distinct node names of a point's runs, or "-": each run's a list, or one string separated by
+    commas (SLURM's compressed ranges, c[1-3,5], stay whole)."""
     seen = []
     for value in values.dropna():
-        for name in str(value).split(","):
-            if name.strip() and name.strip() not in seen:
-                seen.append(name.strip())
+        names = value if isinstance(value, (list, tuple)) else re.split(r",(?![^\[]*\])", str(value))
+        for name in (str(n).strip() for n in names):
+            if name and name not in seen:
+                seen.append(name)
     return ", ".join(seen) or "-"
 
 

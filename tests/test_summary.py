@@ -105,7 +105,7 @@ def test_the_same_strategies_other_numbers_other_verdicts():
     s.loc[wide, ["runs", "throughput_ci_low", "throughput_ci_high"]] = [3, 300.0, 380.0]
     runs = s[["strategy", "variant", "model", "dataset", "batch_size", "precision", "device", "workers", "nodes"]]
     runs = runs.assign(state="COMPLETED", device_name="Xeon 8480", node_list="c1", exclusive=True)
-    runs.loc[wide, ["node_list", "exclusive"]] = ["c3", False]
+    runs.loc[wide, ["node_list", "exclusive"]] = ["c[3,5]", False]  # SLURM's compressed list stays whole
     verdicts = summary.summarize(s, breakdown(s, {("ddp", 4): 1.5}), runs)
     assert texts(verdicts) == [
         ("fastest", "fastest: psgd at 4 workers, 380.0 samples/s (3.80x its 1-worker baseline)"),
@@ -120,10 +120,10 @@ def test_the_same_strategies_other_numbers_other_verdicts():
         ),
         ("repeats", "add repeats: ddp at 4 workers (95% CI 300.0-380.0, 24 % of the median)"),
         ("repeats", "8 of 9 point(s) ran once: no interval to judge them by"),
-        ("shared", "shared nodes (not --exclusive), other jobs may have slowed them: ddp at 4 workers on c3"),
+        ("shared", "shared nodes (not --exclusive), other jobs may have slowed them: ddp at 4 workers on c[3,5]"),
     ]
     context = summary.point_context(s, runs).set_index(["strategy", "workers"])
-    assert list(context.loc[("ddp", 4), ["node_names", "device_model", "shared"]]) == ["c3", "Xeon 8480", True]
+    assert list(context.loc[("ddp", 4), ["node_names", "device_model", "shared"]]) == ["c[3,5]", "Xeon 8480", True]
     assert context.loc[("ddp", 2), "shared"] == False  # noqa: E712 (numpy's False)
 
 
