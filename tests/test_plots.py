@@ -1,9 +1,16 @@
 """The scaling figures read at a glance: legend outside the axes, an ideal line per series from its own
 baseline, every series drawn (a one-point series as a marker), precision and device in the labels."""
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from hpc_dl.analysis import plots
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 def scaling(rows: list[tuple]) -> pd.DataFrame:
