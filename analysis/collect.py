@@ -130,10 +130,13 @@ def _table(df: pd.DataFrame, headers: dict[str, str]) -> str:
     return tabulate(rows, headers=list(headers.values()), tablefmt="github", disable_numparse=True)
 
 
-def to_markdown(report: Report) -> str:
+def to_markdown(report: Report, summary: list[str] | None = None) -> str:
+    """The report as Markdown; `summary`: the verdicts' lines (hpcdl report's), right after the run count."""
     lines = ["# Scaling report", ""]
     n_done = int((report.runs["state"] == "COMPLETED").sum())
     lines.append(f"{len(report.runs)} run(s) found, {n_done} completed.")
+    if summary:
+        lines += ["", "## Summary", *summary]
     has_kfold = report.kfold is not None and not report.kfold.empty
     if not report.scaling.empty:
         lines += _scaling_section(report)
@@ -152,20 +155,25 @@ def _scaling_section(report: Report) -> list[str]:
     """The scaling table, how it was measured, the serial-fraction fits and the time breakdown."""
     s = report.scaling
     shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
-    lines = ["", _table(shown, shown_headers(s)), ""]
-    lines.append(
+    lines = ["", _table(shown, shown_headers(s)), "", *scaling_notes(report)]
+    lines += _fits_section(report.fits)
+    lines += breakdown_markdown(report.breakdown)
+    return lines
+
+
+def scaling_notes(report: Report) -> list[str]:
+    """The bullets under the scaling table: each group's baseline, how it was measured, the runs' notes."""
+    s = report.scaling
+    lines = [
         "- Baseline: in each group, the point with the fewest workers: "
         + "; ".join(
             f"{r.strategy}/{r.model}/bs {_fmt(r.batch_size, 'batch_size')}{_kind(r)}: "
             f"{r.baseline_workers} worker(s), run {r.baseline_run}"
             for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
         )
-    )
+    ]
     lines += _method_notes(report)
-    lines += [f"- {note}." for note in sorted(set(report.runs["note"].dropna()))]
-    lines += _fits_section(report.fits)
-    lines += breakdown_markdown(report.breakdown)
-    return lines
+    return lines + [f"- {note}." for note in sorted(set(report.runs["note"].dropna()))]
 
 
 def _kind(point) -> str:
@@ -286,15 +294,19 @@ def _failures_section(bad: pd.DataFrame) -> list[str]:
     """The runs that did not complete: counts by class, a row each, and the log line behind each class."""
     if bad.empty:
         return []
-    counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
-    lines = ["", "## Runs that did not complete", ""]
-    lines += ["By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", ""]
+    lines = ["", "## Runs that did not complete", "", failure_classes(bad), ""]
     lines.append(_table(bad, FAILURE_HEADERS))
     evidence = bad[bad["evidence"].notna()]
     if not evidence.empty:
         lines += ["", "The line that shows each class:", ""]
         lines += [f"- {r.run} ({r.category}): `{r.evidence}`" for r in evidence.itertuples()]
     return lines
+
+
+def failure_classes(bad: pd.DataFrame) -> str:
+    """How many runs failed in each class (a run without a class counts under its state)."""
+    counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
+    return "By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."
 
 
 def records(df: pd.DataFrame) -> list[dict]:

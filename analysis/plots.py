@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from . import summary  # noqa: E402
+
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", "-.", ":")
 IDEAL_NOTE = "dotted: ideal, from each series' own baseline"
@@ -25,6 +27,37 @@ def _label(df: pd.DataFrame, strategy: bool = True) -> pd.Series:
             values = df[column].astype("string").fillna("-")
             label = label + (" / " + values).where(values != "-", "")
     return label
+
+
+def _values(df: pd.DataFrame, column: str) -> str:
+    return ", ".join(dict.fromkeys(df[column].astype("string").fillna("-"))) if column in df else "-"
+
+
+def _baselines(df: pd.DataFrame) -> str:
+    """Which point each series is measured against: the usual count, and the strategies that differ."""
+    if "baseline_workers" not in df or df.empty:
+        return "-"
+    firsts = df.drop_duplicates("strategy").set_index("strategy")["baseline_workers"].astype(int)
+    usual = int(firsts.mode().iloc[0])
+    others = ", ".join(f"{k}: {v}" for k, v in firsts.items() if v != usual)
+    return f"each series' fewest workers, {usual}" + (f" ({others})" if others else "")
+
+
+def caption(df: pd.DataFrame, baseline: str | None = None) -> str:
+    """What every figure says under its axes: the device kinds, the precisions and the baseline."""
+    return (
+        f"device: {_values(df, 'device')} | precision: {_values(df, 'precision')} | "
+        f"baseline: {baseline or _baselines(df)}"
+    )
+
+
+def _caption(fig: plt.Figure, df: pd.DataFrame, baseline: str | None = None) -> None:
+    """The caption under the axes: the layout makes room for it (constrained), or below a grid's axes."""
+    text = caption(df, baseline)
+    if fig.get_constrained_layout():
+        fig.supxlabel(text, fontsize="small", color="0.3")
+    else:
+        fig.text(0.01, -0.02, text, fontsize="small", color="0.3", ha="left", va="top")
 
 
 def _cpu_note(df: pd.DataFrame) -> str:
@@ -87,6 +120,7 @@ def throughput_figure(scaling: pd.DataFrame) -> plt.Figure:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     _legend_outside(fig, ax)
+    _caption(fig, df)
     return fig
 
 
@@ -99,6 +133,7 @@ def speedup_figure(scaling: pd.DataFrame) -> plt.Figure:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     _legend_outside(fig, ax, [(plt.Line2D([], [], linestyle=":", color="grey"), IDEAL_NOTE)])
+    _caption(fig, df)
     return fig
 
 
@@ -133,8 +168,46 @@ def _faceted(scaling: pd.DataFrame, y: str, ylabel: str, title: str, ideal: str 
         ax.set_xticks(sorted(part["workers"].unique()))
         ax.set_ylim(bottom=0)
     grid.set_axis_labels("workers" + _cpu_note(df), ylabel)
-    grid.figure.suptitle(title + (" (dotted: ideal)" if ideal else ""), y=1.02)
+    grid.figure.suptitle(title + " per strategy" + (" (dotted: ideal)" if ideal else ""), y=1.02)
+    _caption(grid.figure, df)
     return grid.figure
+
+
+COMPARISONS = {  # name: (column, y label, title, ideal)
+    "compare_throughput": ("throughput", "throughput (samples/s)", "Throughput", None),
+    "compare_speedup": ("speedup", "speedup vs baseline", "Speedup", "speedup"),
+    "compare_efficiency": ("efficiency", "parallel efficiency", "Efficiency", "efficiency"),
+    "peak_memory": (summary.PEAK_MEMORY, "peak memory per rank (MiB)", "Peak memory per rank", None),
+}
+
+
+def comparison_figure(scaling: pd.DataFrame, name: str) -> plt.Figure | None:
+    """Every strategy of a comparison group (one model, data set, batch, precision, device) on ONE axis, a
+    row of axes per group; None where no point has the column (old runs record no memory)."""
+    y, ylabel, title, ideal = COMPARISONS[name]
+    df = _measured(scaling)
+    if y not in df or df[y].isna().all():
+        return None
+    parts = [(label, part[part[y].notna()]) for label, _, part in summary.groups(df)]
+    parts = [(label, part) for label, part in parts if not part.empty]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(10, 4.2 * len(parts)), layout="constrained", squeeze=False)
+    for ax, (label, part) in zip(axes[:, 0], parts, strict=True):
+        colors = _series_axes(ax, part, y)
+        if ideal == "speedup":
+            _ideal_lines(ax, part, colors)
+        elif ideal == "efficiency":
+            ax.axhline(1.0, linestyle=":", color="grey", linewidth=1.3)
+        ax.set(xlabel="workers" + _cpu_note(part), ylabel=ylabel, title=f"{title} vs workers: {label}")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if ideal:
+            handles.append(plt.Line2D([], [], linestyle=":", color="grey"))
+            labels.append(IDEAL_NOTE if ideal == "speedup" else "dotted: ideal (1)")
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    base = f"{summary.baseline_strategy(df)} (the same workers)" if name == "peak_memory" else None
+    _caption(fig, df, base)
+    return fig
 
 
 def breakdown_figure(breakdown: pd.DataFrame) -> plt.Figure:
@@ -155,21 +228,26 @@ def breakdown_figure(breakdown: pd.DataFrame) -> plt.Figure:
     ax.set(ylabel="seconds per epoch", title="Where the time goes")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize="small")
+    _caption(fig, df, "communication over each series' fewest-workers point")
     return fig
 
 
 def figures(
     scaling: pd.DataFrame, breakdown: pd.DataFrame | None = None, all_figures: bool = False
 ) -> dict[str, plt.Figure]:
-    """throughput and speedup (what collect writes); with all_figures, one panel per strategy for throughput,
-    speedup, efficiency, time per epoch and accuracy, and the time breakdown (what report shows)."""
+    """throughput and speedup (what collect writes); with all_figures (what report shows): the comparisons
+    (every strategy of a group on one axis: throughput, speedup, efficiency, and peak memory per rank where
+    recorded), then one panel per strategy for throughput, speedup, efficiency, time per epoch and accuracy,
+    and the time breakdown."""
     if scaling.empty:
         return {}
     if not all_figures:
         if _measured(scaling).empty:
             return {}
         return {"throughput": throughput_figure(scaling), "speedup": speedup_figure(scaling)}
-    out = {
+    compared = {name: comparison_figure(scaling, name) for name in COMPARISONS}
+    out = {name: fig for name, fig in compared.items() if fig is not None}
+    out |= {
         "throughput": _faceted(scaling, "throughput", "samples/s", "Throughput vs workers"),
         "speedup": _faceted(scaling, "speedup", "speedup vs baseline", "Speedup vs workers", ideal="speedup"),
         "efficiency": _faceted(

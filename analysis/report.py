@@ -1,9 +1,9 @@
-"""`hpcdl report`: one self-contained HTML page (figures inlined) and its Markdown twin, from a Report."""
+"""`hpcdl report`: one self-contained HTML page (figures inlined; page.py, templates/report.html.j2) and its
+Markdown twin, from a Report, both opening with the summary's verdicts (summary.py)."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import platform
 import subprocess
@@ -58,40 +58,19 @@ def _png(fig) -> str:
 
 
 def write_report(report: Report, out: Path) -> list[Path]:
-    from . import planner, plots
+    from . import page, planner, plots, summary
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(report)
+    verdicts = summary.summarize(report.scaling, report.breakdown, report.runs, summary.idle_statements(report.runs))
     figs = plots.figures(report.scaling, report.breakdown, all_figures=True)
     figs.update(planner.report_figures(report.runs))  # measured points and the plan's band, on one pair of axes
     images = {name: _png(fig) for name, fig in figs.items()}
-    md = report.markdown + "\n## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in env.items()) + "\n"
-    md += "\n## Figures\n\n" + "\n".join(f"![{n}](report-{n}.png)" for n in images) + "\n"
-    body = [
-        f"<h1>Scaling report</h1><p>{len(report.runs)} run(s), "
-        f"{int((report.runs['state'] == 'COMPLETED').sum())} completed.</p>"
-    ]
-    body.append("<pre>" + html.escape(report.markdown) + "</pre>")
-    for name, data in images.items():
-        body.append(
-            f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{name}' src='data:image/png;base64,{data}'>"
-        )
-    body.append(
-        "<h2>Environment</h2><table>"
-        + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in env.items())
-        + "</table>"
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>hpcdl scaling report</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{font-size:12px;overflow-x:auto}"
-        "img{max-width:100%}th{text-align:left;padding-right:1em}</style></head><body>"
-        + "".join(body)
-        + "</body></html>\n"
-    )
+    html_page = page.render(report, verdicts, images, env, tuple(plots.COMPARISONS))
     html_path, md_path = out / "report.html", out / "report.md"
-    write_atomic(html_path, page)
-    write_atomic(md_path, md)
+    write_atomic(html_path, html_page)
+    write_atomic(md_path, markdown(report, verdicts, env, list(images)))
     written = [html_path, md_path]
     for name, data in images.items():
         path = out / f"report-{name}.png"
@@ -100,3 +79,18 @@ def write_report(report: Report, out: Path) -> list[Path]:
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def markdown(report: Report, verdicts: list, env: dict[str, str], figures: list[str]) -> str:
+    """The page's Markdown twin: the same summary, the tables, the measurement context, the environment."""
+    from . import collect as col
+    from . import page, summary
+
+    md = col.to_markdown(report, summary=summary.markdown(verdicts) or ["", "No completed run to judge."])
+    if not report.scaling.empty:
+        ctx = page.context_table(report)
+        shown = ctx.assign(**{c: [page.cell(v, c) for v in ctx[c]] for c in ("ci_share", "shared")})
+        md += "\n## Measurement context\n\n" + col._table(shown, page.context_headers(ctx)) + "\n\n"
+        md += "\n".join(f"- {note}" for note in page.context_notes()) + "\n"
+    md += "\n## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in env.items()) + "\n"
+    return md + "\n## Figures\n\n" + "\n".join(f"![{n}](report-{n}.png)" for n in figures) + "\n"

@@ -25,6 +25,7 @@ class Metric:
     tag: str  # its TensorBoard tag
     column: str = ""  # its column in collect's tables (default: the key)
     unit: str = ""  # what it is measured in: "" for a fraction (accuracy, mAP), "s", ...
+    higher_is_better: bool = True  # its direction: the report's cost of a strategy against its baseline
 
     @property
     def name(self) -> str:
@@ -220,7 +221,7 @@ TASKS: dict[str, TaskInfo] = {
             "language",
             "hpc_dl.train.tasks.language:LanguageTask",
             "bytes -> the next byte (decoder-only transformer; cross-entropy per token, perplexity)",
-            metrics=(Metric("test_perplexity", "perplexity", "test/perplexity"),),
+            metrics=(Metric("test_perplexity", "perplexity", "test/perplexity", higher_is_better=False),),
             epoch_metrics=(
                 Metric(
                     "throughput(tokens/s)", "tokens/s", "throughput/tokens_per_s", "throughput_tokens_per_s", "tokens/s"

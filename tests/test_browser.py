@@ -1,5 +1,6 @@
-"""In Debian's chromium (headless, through playwright): the report's figures and tables, `hpcdl serve` on a
-run trained here, and TensorBoard on its logs. Screenshots go to docs/img/ for docs/serve.md.
+"""In Debian's chromium (headless, through playwright): the report of a 7-strategy study at 1,280 px, `hpcdl
+serve` on a run trained here, and TensorBoard on its logs. Screenshots go to docs/img/ for docs/serve.md (the README's
+report.png is of a real study, not of this test's fabricated one).
 
 Every wait is on a page element, with generous timeouts: nothing depends on this machine's speed.
 """
@@ -50,29 +51,65 @@ def page(browser):
     p.close()
 
 
-def test_report_figures_load_and_tables_have_their_rows(hpcdl, tmp_path, page):
-    root = tmp_path / "runs"
-    make_run(root, "a-1", 1, [50.0, 100.0, 100.0])
-    make_run(root, "a-2", 2, [90.0, 180.0, 180.0])
-    make_run(root, "b-1", 1, [40.0, 80.0, 80.0], model="resnet18")  # a one-point series
-    assert hpcdl("report", str(root / "study"), "--out", str(tmp_path / "report")).exit_code == 0
+# a 7-strategy study as make scaling-study runs it (pipeline needs 2 workers): samples/s at 1 and 2 workers,
+# and test accuracy (psgd's averaging costs some, as in seed 002)
+SEVEN = {
+    "ddp": (100.0, 180.0, 0.85),
+    "fsdp": (95.0, 160.0, 0.85),
+    "pipeline": (None, 60.0, 0.84),
+    "horovod": (100.0, 175.0, 0.85),
+    "psgd": (110.0, 200.0, 0.80),
+    "dp": (95.0, 120.0, 0.85),
+    "hogwild": (80.0, 90.0, 0.78),
+}
+
+
+def seven_strategy_study(root: Path) -> Path:
+    """Run folders of every strategy at 1 and 2 workers (timed phases: the breakdown), a ddp repeat whose
+    interval is wide (add repeats), and a second model's one point: through the real collect and report."""
+    for strategy, (one, two, accuracy) in SEVEN.items():
+        for workers, rate in ((1, one), (2, two)):
+            if rate is not None:
+                phases = (0.5, 1.0 if strategy != "psgd" else 3.0, 0.2) if workers == 2 else (1.0, 2.0, 0.4)
+                kwargs = {"strategy": strategy, "accuracy": accuracy, "phases": phases}
+                make_run(root, f"{strategy}-{workers}", workers, [rate / 2, rate, rate], **kwargs)
+    make_run(root, "ddp-2-again", 2, [75.0, 150.0, 150.0], accuracy=0.85, phases=(0.5, 1.0, 0.2))
+    make_run(root, "resnet18-1", 1, [20.0, 40.0, 40.0], model="resnet18")
+    return root / "study"
+
+
+def test_report_of_a_seven_strategy_study_fits_1280_px_summary_first(hpcdl, tmp_path, page):
+    study = seven_strategy_study(tmp_path / "runs")
+    assert hpcdl("report", str(study), "--out", str(tmp_path / "report")).exit_code == 0
     page.goto((tmp_path / "report" / "report.html").as_uri())
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
-    images = page.eval_on_selector_all("img", "els => els.map(i => [i.alt, i.naturalWidth > 0])")
-    assert images == [[name, True] for name in ("throughput", "speedup", "efficiency", "time_per_epoch", "accuracy")]
-    environment = page.eval_on_selector_all("table tr th", "els => els.map(e => e.textContent)")
-    assert environment[:2] == ["hpcdl", "python (report)"]
-    assert "devices" in environment
-    text = page.locator("pre").first.inner_text()
-    lines = text.splitlines()
-    header = [c.strip() for c in next(x for x in lines if x.startswith("| strategy ")).split("|")]
-    cells = [[c.strip() for c in line.split("|")] for line in lines if line.startswith("| ddp ")]
-    picked = [header.index(name) for name in ("model", "workers", "samples/s", "speedup")]
-    assert [tuple(row[i] for i in picked) for row in cells if len(row) == len(header)] == [
-        ("mnist-cnn", "1", "100.0", "1.000"),
-        ("mnist-cnn", "2", "180.0", "1.800"),
-        ("resnet18", "1", "80.0", "1.000"),
+    width = page.evaluate("window.innerWidth")
+    assert width == 1280 and page.evaluate("document.documentElement.scrollWidth") <= width  # nothing clipped
+    assert page.eval_on_selector_all("section", "els => els.map(e => e.id)")[:2] == ["summary", "scaling"]
+    first = page.locator("section#scaling table").first
+    edges = first.locator("th").evaluate_all("els => els.map(e => [e.textContent, e.getBoundingClientRect().right])")
+    inside = {name: right <= width for name, right in edges}
+    assert list(inside)[:5] == ["strategy", "workers", "samples/s", "speedup", "efficiency"]  # key columns first
+    assert inside["speedup"] and inside["efficiency"]
+    rows = first.locator("tbody tr").evaluate_all("rs => rs.map(r => Array.from(r.cells, c => c.textContent))")
+    assert [row[:4] for row in rows[:4]] == [
+        ["ddp", "1", "100.0", "1.000"],
+        ["ddp", "2", "165.0", "1.650"],  # the median of 180 and 150
+        ["dp", "1", "95.0", "1.000"],
+        ["dp", "2", "120.0", "1.263"],
     ]
+    aligned = first.locator("td").evaluate_all("els => els.slice(0, 3).map(e => getComputedStyle(e).textAlign)")
+    assert aligned == ["left", "right", "right"]
+    verdicts = page.locator("section#summary li").all_inner_texts()
+    assert verdicts[0] == "fastest: psgd at 2 workers, 200.0 samples/s (1.82x its 1-worker baseline)."
+    assert any(v.startswith("add repeats: ddp at 2 workers (95% CI ") for v in verdicts)
+    images = page.eval_on_selector_all("img", "els => els.map(i => [i.alt, i.naturalWidth > 0])")
+    names = ["compare_throughput", "compare_speedup", "compare_efficiency", "throughput", "speedup", "efficiency"]
+    assert images == [[name, True] for name in [*names, "time_per_epoch", "accuracy", "breakdown"]]
+    environment = page.eval_on_selector_all("table.env th", "els => els.map(e => e.textContent)")
+    assert environment[:2] == ["hpcdl", "python (report)"] and "devices" in environment
+    boxes = page.eval_on_selector_all(".table-box", "els => els.map(e => getComputedStyle(e).overflowX)")
+    assert set(boxes) == {"auto"}  # a table wider than the page scrolls in its own box
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,18 @@ def make_run(
     phases: tuple | None = None,
     device: str = "cpu",
     precision: str = "fp32",
+    strategy: str = "ddp",
 ) -> RunDir:
     run = RunDir.create(root, "study", run_id)
-    spec = JobSpec(nodes=nodes, gpus=gpus, epochs=len(throughputs), batch_size=batch, model=model, precision=precision)
+    spec = JobSpec(
+        strategy=strategy,
+        nodes=nodes,
+        gpus=gpus,
+        epochs=len(throughputs),
+        batch_size=batch,
+        model=model,
+        precision=precision,
+    )
     run.spec.write_text(json.dumps(spec.to_dict()))
     world = nodes * gpus
     for rank in range(world):

@@ -1,9 +1,16 @@
 """The scaling figures read at a glance: legend outside the axes, an ideal line per series from its own
 baseline, every series drawn (a one-point series as a marker), precision and device in the labels."""
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from hpc_dl.analysis import plots
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 def scaling(rows: list[tuple]) -> pd.DataFrame:
@@ -56,3 +63,39 @@ def test_throughput_figure_has_the_same_series(df):
 def test_labels_without_precision_or_device_columns(df):
     bare = df.drop(columns=["precision", "device"])
     assert list(plots._label(bare))[:1] == ["ddp / mnist-cnn / bs 64"]
+
+
+def test_comparison_puts_every_strategy_of_a_group_on_one_axis_and_says_device_precision_baseline(df):
+    two = pd.concat([df, df.assign(model="resnet18")], ignore_index=True).assign(efficiency=1.0, precision="fp32")
+    fig = plots.comparison_figure(two, "compare_speedup")
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Speedup vs workers: mnist-cnn / fashion-mnist / bs 64 / fp32 / cpu",
+        "Speedup vs workers: resnet18 / fashion-mnist / bs 64 / fp32 / cpu",
+    ]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["ddp", "dp (1 worker(s) only)", "pipeline", plots.IDEAL_NOTE]
+    assert (
+        fig.get_supxlabel() == "device: cpu | precision: fp32 | baseline: each series' fewest workers, 1 (pipeline: 2)"
+    )
+    assert plots.comparison_figure(two, "peak_memory") is None  # runs that recorded no memory
+    memory = plots.comparison_figure(two.assign(peak_memory_mib=500.0), "peak_memory")
+    assert memory.axes[0].get_ylabel() == "peak memory per rank (MiB)"
+    assert memory.get_supxlabel().endswith("baseline: ddp (the same workers)")
+
+
+def test_every_report_figure_carries_its_caption(df):
+    figs = plots.figures(df.assign(efficiency=1.0, time_per_epoch_s=1.0, test_accuracy=0.9), all_figures=True)
+    assert list(figs) == [
+        "compare_throughput",
+        "compare_speedup",
+        "compare_efficiency",
+        "throughput",
+        "speedup",
+        "efficiency",
+        "time_per_epoch",
+        "accuracy",
+    ]
+    captions = {n: [t.get_text() for t in f.texts] + [f.get_supxlabel()] for n, f in figs.items()}
+    assert all(
+        any(c.startswith("device: cpu | precision: fp32, bf16 | baseline: ") for c in v) for v in captions.values()
+    )

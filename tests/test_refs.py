@@ -178,6 +178,9 @@ def test_report_writes_one_self_contained_page_and_markdown(tmp_path, hpcdl):
     assert names == [
         "report.html",
         "report.md",
+        "report-compare_throughput.png",
+        "report-compare_speedup.png",
+        "report-compare_efficiency.png",
         "report-throughput.png",
         "report-speedup.png",
         "report-efficiency.png",
@@ -186,10 +189,13 @@ def test_report_writes_one_self_contained_page_and_markdown(tmp_path, hpcdl):
         "report-breakdown.png",
     ]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and "src='report-" not in page  # self-contained
+    assert page.count("data:image/png;base64,") == 9 and "src='report-" not in page  # self-contained
     assert "Runs that did not complete" in page and "rank 1: RuntimeError: boom" in page
+    fastest = "fastest: ddp at 2 workers, 180.0 samples/s (1.80x its 1-worker baseline)."
+    assert page.index('<section id="summary">') < page.index("<table") and f"<li>{fastest}</li>" in page
     md = (out / "report.md").read_text()
     assert "## Where the time goes" in md and "## Environment" in md and "- hpcdl: 0.1.0" in md
+    assert md.index("## Summary") < md.index("| strategy") and f"- {fastest}\n" in md  # the same summary
 
 
 def test_report_and_collect_files_are_readable_by_everyone(tmp_path, hpcdl):
