@@ -321,6 +321,7 @@ def test_a_killed_rank_fails_the_whole_job_quickly(on_cluster, hpcdl, runs_root)
             gpu_type="a100",
             sbatch={"account": "proj; id"},
             job_name="\"; rm -rf ~; echo '$(id)",
+            exclusive=True,
         ),
         JobSpec(nodes=2, gpus=3, partition="short"),
     ],
