@@ -13,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hpc_dl.analysis import collect as col
+from hpc_dl.analysis import cost
 
 from hpc_dl import control, profiles, render
 from hpc_dl import runs as runs_mod
@@ -173,6 +175,41 @@ def test_sweep_is_one_throttled_array_with_a_collect_job_after_it(on_cluster, hp
         "throughput.png",
     ]
     assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n4 run(s) found, 4 completed.\n")
+    check_resource_hours(runs_root / "sw")
+
+
+def check_resource_hours(study: Path) -> None:
+    """Every array task held the largest shape, 2 nodes x 2 GPUs: resource-hours count its idle GPUs, from
+    the allocation SLURM gave (exit.json) and the wall time; sacct's accounting comes with it."""
+    report = col.collect([study])
+    gathered = (
+        "jobacct_gather/none"
+        not in subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    )
+    for row in report.runs.itertuples():
+        held = runs_mod.read_json(Path(row.folder) / "exit.json")
+        assert held["allocation"] == {
+            "nodes": 2,
+            "node_names": ["n1", "n2"],
+            "gpus": 4,
+            "cpus": 4,
+            "exclusive": False,
+            "source": "slurm",
+        }
+        assert held["attempts_wall_s"] == pytest.approx(held["ended"] - held["started"], abs=0.01)
+        assert (row.resource, row.resource_units, row.idle_units) == ("gpu", 4, 4 - row.workers)
+        assert row.resource_hours == pytest.approx(4 * held["attempts_wall_s"] / 3600)
+        assert row.node_list == "n1,n2" and row.exclusive in (False,)
+        assert row.cpu_efficiency > 0 if gathered else pd.isna(row.total_cpu_s) and pd.isna(row.cpu_efficiency)
+    runs = [runs_mod.RunDir(Path(f)) for f in report.runs["folder"]]
+    used = control.usage(runs, [runs_mod.read_json(r.submission) for r in runs])  # the real sacct's answer
+    assert all(u["alloc_cpus"] == 4 and u["elapsed_s"] > 0 for u in used), used
+    one = report.runs[report.runs["workers"] == 1].iloc[0]
+    assert (
+        cost.idle_sentences(report.runs)[0]
+        == f"sw: the 1-GPU point held 3 idle GPUs (of 4): {one.idle_hours:.3g} GPU-hours"
+    )
+    assert report.scaling["resource_hours"].sum() == pytest.approx(report.runs["resource_hours"].sum())
 
 
 def warn(job_id: str) -> None:
