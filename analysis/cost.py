@@ -176,14 +176,15 @@ def idle_units(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def idle_sentences(runs: pd.DataFrame) -> list[str]:
-    """The idle units of every sweep as sentences: 'study: the 1-GPU points held 1 idle GPU each (of 2):
-    0.012 GPU-hours'."""
+    """The idle units of every sweep as sentences: 'sw: the 1-GPU point held 3 idle GPUs (of 4): 0.0129
+    GPU-hours', 'sw: the 2-GPU point on 2 nodes held 2 idle GPUs (of 4): ...'."""
     lines = []
     for r in idle_units(runs).itertuples():
         one, many, hours = UNIT_NAMES.get(r.resource, (r.resource, r.resource, f"{r.resource}-hours"))
         workers = int(r.workers) if pd.notna(r.workers) else "?"
         idle, held_units = int(r.idle_units), int(r.resource_units)
         point = f"{workers}-{one} point" if r.resource == "gpu" else f"{workers}-worker point"
+        point += f" on {int(r.nodes)} nodes" if pd.notna(r.nodes) and r.nodes > 1 else ""
         lines.append(
             f"{r.study}: the {point}{'s' if r.runs > 1 else ''} held {idle} idle {one if idle == 1 else many}"
             f"{' each' if r.runs > 1 else ''} (of {held_units}): {r.idle_hours:.3g} {hours}"
