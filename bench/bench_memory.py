@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_memory.py [MODEL ...]    (default: resnet50 gpt-small)
 
 Each point is one real run of the job script (local profile; CPU workers, one thread each): one epoch of
-a few samples (image models: synthetic 32x32, batch 2; gpt-small: synthetic-text, batch 1). A rank's
-peak is the largest `peak_memory(MiB)` it recorded: on CPU workers the process's peak RSS, with
-MALLOC_MMAP_THRESHOLD_ fixed at 1 MiB so that freed blocks leave the resident set (glibc's adaptive
-threshold keeps them, and fsdp's all-gathers free many); `--default-allocator` measures without it.
+a few samples (image models: synthetic 32x32, batch 4, a pipeline in 2 micro-batches; gpt-small:
+synthetic-text, batch 1). A rank's peak is the largest `peak_memory(MiB)` it recorded: on CPU workers
+the process's peak RSS, with MALLOC_MMAP_THRESHOLD_ fixed at 1 MiB so that freed blocks leave the
+resident set (glibc's adaptive threshold keeps them, and fsdp's all-gathers free many);
+`--default-allocator` measures without it.
 A 1-worker pipeline is not a pipeline (it needs 2 stages) and is skipped. Prints Markdown for
 BENCHMARKS.md.
 """
@@ -39,7 +40,7 @@ def spec_for(strategy: str, model: str, workers: int) -> JobSpec:
         train_samples=4 * workers,
         test_samples=2 * workers,
         epochs=1,
-        **{"batch_size": 2, **data},
+        **{"batch_size": 4, **data},
         **extra,
     )
 

@@ -352,3 +352,11 @@ def test_fsdp_holds_less_per_rank_than_ddp_for_a_25m_parameter_model(runs_root, 
     assert peaks["fsdp"][1] < peaks["ddp"][1] - params, (peaks, params)  # measured: 1.9 P less
     table = col.collect([runs_root]).runs.set_index("strategy")["peak_memory_mib"]
     assert table["fsdp"] == max(peaks["fsdp"]) and table["fsdp"] < table["ddp"]
+
+
+def test_a_device_that_cannot_say_leaves_the_peak_out(monkeypatch):
+    def broken(_device):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", broken)
+    assert memory.peak(torch.device("cuda", 0)) == {}  # the failure's run_stop still gets written

@@ -56,7 +56,7 @@ def test_one_node_two_gpus_and_two_nodes_one_gpu_then_collect(on_cluster, hpcdl,
     start = [e for e in events(r1) if e["event"] == "run_start"][0]
     assert (start["world_size"], start["hostname"], start["cuda_visible_devices"]) == (2, "n1", "0,1")
 
-    two = hpcdl("submit", *SMALL, "--nodes", "2", "--gpus", "1", "--epochs", "2", "--wait")
+    two = hpcdl("submit", *SMALL, "--nodes", "2", "--gpus", "1", "--epochs", "2", "--exclusive", "--wait")
     assert two.exit_code == 0, two.output
     r2 = submitted_run(two, runs_root)
     hosts = {[e for e in events(r2, rank) if e["event"] == "run_start"][0]["hostname"] for rank in (0, 1)}
@@ -67,6 +67,13 @@ def test_one_node_two_gpus_and_two_nodes_one_gpu_then_collect(on_cluster, hpcdl,
     report = col.collect([runs_root])
     assert [(r.workers, r.nodes) for r in report.scaling.itertuples()] == [(2, 1), (2, 2)]
     assert report.scaling["baseline_run"].tolist() == [r1.run_id, r1.run_id]
+    # --exclusive: whole nodes, every core (16) and GPU (4 v100-sxm2 + 4 a100) of each, as SLURM gives them;
+    # the exit record holds them and collect counts them: whole nodes cost whole nodes
+    shared, whole = (runs_mod.read_json(r.exit)["allocation"] for r in (r1, r2))
+    assert (shared["cpus"], shared["gpus"], shared["exclusive"], shared["node_names"]) == (2, 2, False, ["n1"])
+    assert (whole["cpus"], whole["gpus"], whole["exclusive"], whole["node_names"]) == (32, 16, True, ["n1", "n2"])
+    assert report.scaling["exclusive"].tolist() == [False, True]
+    assert report.runs.set_index("run").loc[r2.run_id, ["resource_units", "idle_units"]].tolist() == [16, 14]
 
 
 def test_pending_running_cancelled_and_follow(on_cluster, hpcdl, runs_root):

@@ -26,11 +26,15 @@ def peak_rss_mib() -> float:
 
 
 def peak(device: torch.device | None) -> dict:
-    """The event fields of this rank's peak memory on `device` (None: a CPU worker)."""
-    if device is not None and device.type == "cuda":
-        return {
-            "peak_memory(MiB)": round(torch.cuda.max_memory_allocated(device) / MIB, 1),
-            "peak_reserved(MiB)": round(torch.cuda.max_memory_reserved(device) / MIB, 1),
-            "peak_memory_source": SOURCES["cuda"],
-        }
-    return {"peak_memory(MiB)": round(peak_rss_mib(), 1), "peak_memory_source": SOURCES["cpu"]}
+    """The event fields of this rank's peak memory on `device` (None: a CPU worker); none where the device
+    cannot say (a failure's run_stop after a CUDA error must still be written, with the error)."""
+    try:
+        if device is not None and device.type == "cuda":
+            return {
+                "peak_memory(MiB)": round(torch.cuda.max_memory_allocated(device) / MIB, 1),
+                "peak_reserved(MiB)": round(torch.cuda.max_memory_reserved(device) / MIB, 1),
+                "peak_memory_source": SOURCES["cuda"],
+            }
+        return {"peak_memory(MiB)": round(peak_rss_mib(), 1), "peak_memory_source": SOURCES["cpu"]}
+    except Exception:  # a measurement never replaces the run's own record
+        return {}
