@@ -41,7 +41,13 @@ SCALING_HEADERS = {
     **{m.name: m.header for m in _FIRST.metrics},
     "device": "device",  # the device kind (cpu, cuda): part of the point, never pooled across
     **{m.name: m.header for t in _OTHERS for m in t.metrics},
+    # what the point measured and held (analysis/cost.py); shown where a run recorded it
+    "peak_memory_mib": "peak memory (MiB)",
+    "gpu_util_mean": "GPU util (%)",
+    "resource": "resource",
+    "resource_hours": "resource-h",
 }
+MEASURED = ("peak_memory_mib", "gpu_util_mean", "resource", "resource_hours")
 
 
 @dataclass
@@ -90,8 +96,9 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
     )
 
 
-# one decimal: rates (samples/s, and the tasks' own such as tokens/s)
+# one decimal: rates (samples/s, and the tasks' own such as tokens/s), memory and utilisation
 RATES = {"throughput", *(m.name for m in catalog.epoch_metrics() if m.unit.endswith("/s"))}
+RATES |= {"peak_memory_mib", "gpu_util_mean"}
 # three decimals: ratios and accuracies, and times in seconds
 _THREE_DECIMALS = {
     "speedup",
@@ -114,6 +121,8 @@ def _fmt(value, column: str) -> str:
         return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
     if column in _THREE_DECIMALS:
         return f"{value:.3f}"
+    if column == "resource_hours":  # small at this scale: three significant digits
+        return f"{value:.3g}"
     if column in RATES:
         return f"{value:.1f}"
     if column == "throughput_ci":
@@ -187,6 +196,7 @@ def shown_headers(table: pd.DataFrame) -> dict[str, str]:
     empty = {c for c in load_mod.TASK_COLUMNS if table[c].isna().all()}
     if empty.issuperset(load_mod.QUALITY):
         empty -= {m.name for m in _FIRST.metrics}
+    empty |= {c for c in MEASURED if table[c].isna().all()}
     return {c: h for c, h in SCALING_HEADERS.items() if c not in empty}
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpc_dl import catalog, events, probe, triage
+from hpc_dl import catalog, control, events, probe, triage
 from hpc_dl.runs import RunDir, find_runs, read_json
+
+from . import cost
 
 # a run's final quality for the run, epoch and scaling tables: every task's metrics (catalog.TASKS), each
 # the key in its eval records and result.json (test_accuracy; test_map, test_map50, test_map75; ...)
@@ -50,6 +52,8 @@ RUN_COLUMNS = [
     "started",
     "ended",
     *QUALITY,
+    *cost.RUN_FIELDS,  # memory, GPU utilisation, the allocation and its resource-hours (cost.py)
+    *control.USAGE,  # the scheduler's accounting (SLURM: sacct's MaxRSS, TotalCPU, seff's CPU efficiency)
     "folder",
 ]
 PHASES = ("forward", "backward", "optimizer")
@@ -69,6 +73,9 @@ EPOCH_COLUMNS = [
     "loss",
     "accuracy",
     *QUALITY,
+    "peak_memory_mib",
+    "gpu_util_mean",
+    "resource_hours",
 ]
 
 
@@ -104,13 +111,23 @@ def read_run(run: RunDir) -> tuple[dict, list[dict], int]:
     by_rank, skipped = events.read_run(run)
     row.update(_run_start_fields(by_rank))
     epochs = _epochs(run.run_id, by_rank)
+    _measures(row, epochs, by_rank)
     if spec.get("script"):  # your own script (hpcdl submit --script): what it reported, else its wall time
         epochs = _script_run(run, row, by_rank, epochs)
     for rec in epochs:
         rec["workers"] = row["workers"]
     row["epochs_done"] = len(epochs)
     _settle_state(run, row, by_rank)
+    row.update(cost.held(read_json(run.exit), spec, read_json(run.profile)))
     return row, epochs, skipped
+
+
+def _measures(row: dict, epochs: list[dict], by_rank: dict[int, list[dict]]) -> None:
+    """Peak memory and GPU utilisation, the run's and each epoch's (cost.py)."""
+    peaks, row["peak_memory_mib"], row["memory_source"] = cost.memory(by_rank)
+    utils, row["gpu_util_mean"] = cost.gpu_util(by_rank)
+    for rec in epochs:
+        rec.update(peak_memory_mib=peaks.get(rec["epoch"]), gpu_util_mean=utils.get(rec["epoch"]))
 
 
 def _spec_fields(spec: dict) -> dict:
@@ -249,18 +266,23 @@ def _state(run: RunDir, ended, result, by_rank: dict[int, list[dict]], row: dict
 
 
 def load(paths: list[Path]) -> Loaded:
-    """Every run under the given folders, as DataFrames."""
+    """Every run under the given folders, as DataFrames; the scheduler's accounting of their jobs asked
+    once per scheduler for all of them (control.usage)."""
     rows, epoch_rows, skipped = [], [], 0
     found = [r for r in find_runs([Path(p) for p in paths]) if not probe.is_probe(r)]  # collect reads probes apart
+    shown = found
     if len(found) >= 200 and sys.stderr.isatty():  # thousands of runs: show progress on a terminal
         from tqdm import tqdm
 
-        found = tqdm(found, desc="reading runs", unit="run", file=sys.stderr)
-    for run in found:
+        shown = tqdm(found, desc="reading runs", unit="run", file=sys.stderr)
+    for run in shown:
         row, erows, bad = read_run(run)
         rows.append(row)
         epoch_rows += erows
         skipped += bad
+    for row, used in zip(rows, control.usage(found, [read_json(r.submission) for r in found]), strict=True):
+        row.update({k: (used or {}).get(k) for k in control.USAGE})
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
     epochs = pd.DataFrame(epoch_rows, columns=EPOCH_COLUMNS)
+    epochs["resource_hours"] = cost.epoch_hours(epochs, runs)
     return Loaded(runs=runs, epochs=epochs, skipped_lines=skipped)

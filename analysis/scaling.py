@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from . import cost
 from .load import EPOCH_STATS, QUALITY
 
 GROUP = ["strategy", "variant", "model", "dataset", "batch_size", "precision", "device"]
@@ -45,6 +46,7 @@ COLUMNS = GROUP + [
     "efficiency",
     "karp_flatt",
     *QUALITY,
+    *cost.POINT_COLUMNS,  # peak memory, GPU utilisation, resource-hours, nodes, exclusive (cost.py)
     "baseline_workers",
     "baseline_run",
     "scaling",
@@ -142,6 +144,7 @@ def scaling_table(
             throughput_ci_low=("throughput", lambda v: t_interval(v)[0]),
             throughput_ci_high=("throughput", lambda v: t_interval(v)[1]),
             **{k: (k, "median") for k in QUALITY},
+            **cost.point_aggregations(),
             first_run=("run", "first"),
         )
         .drop(columns=[c for c in group if c in ("batch_size", "global_batch_size")], errors="ignore")

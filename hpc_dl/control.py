@@ -55,6 +55,23 @@ def states(runs: list[RunDir], records: list[dict | None] | None = None) -> list
     return out
 
 
+USAGE = ("max_rss_mib", "total_cpu_s", "cpu_efficiency")  # what status --json and collect show of `usage`
+
+
+def usage(runs: list[RunDir], records: list[dict | None]) -> list[dict | None]:
+    """What every run's job used, as its scheduler accounts it: one call per backend for all of them (on
+    SLURM the answer of the bulk sacct that `states` made just before)."""
+    out: list[dict | None] = [None] * len(runs)
+    by_backend: dict[str, list[int]] = {}
+    for i, sub in enumerate(records):
+        if sub:
+            by_backend.setdefault(sub["executor"], []).append(i)
+    for name, items in by_backend.items():
+        for i, answer in zip(items, backends.get(name).usage([(runs[i], records[i]) for i in items]), strict=True):
+            out[i] = answer
+    return out
+
+
 def state(run: RunDir) -> State:
     sub = submission(run)
     return backends.get(sub["executor"]).state(run, sub)
@@ -173,7 +190,9 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
     found = [runs_mod.resolve(r, root) for r in refs] if refs else runs_mod.find_runs([root]) if root.is_dir() else []
     rows = []
     records = [read_json(r.submission) for r in found]
-    for run, record, current in zip(found, records, states(found, records), strict=True):
+    current_states = states(found, records)
+    used = usage(found, records)
+    for run, record, current, job in zip(found, records, current_states, used, strict=True):
         spec = run.read_spec()
         record = record or {}
         row = {
@@ -190,6 +209,7 @@ def status_rows(refs: tuple[str, ...], root: Path) -> list[dict]:
             "category": None,
             "evidence": None,
             "note": (read_json(run.exit) or {}).get("note"),  # e.g. a rank that died after recording success
+            **{k: (job or {}).get(k) for k in USAGE},
             "folder": str(run.path),
         }
         if current.needs_triage:

@@ -55,6 +55,7 @@ class ClusterProfile:
     pythonpath: tuple[str, ...] = ()  # folders exported as PYTHONPATH (your own models, data sets)
     cpus_per_task: int = 1  # default for specs that do not say
     sbatch: dict[str, str] = field(default_factory=dict)  # default extra sbatch options (account, qos, …)
+    exclusive: bool = False  # default for specs that do not say: whole nodes (a profile for timing studies)
     source: str = "<builtin>"
 
     @property
@@ -70,10 +71,19 @@ class ClusterProfile:
             raise SpecError(f"unknown partition {name!r} for profile {self.name!r} (choose from {choices})")
         return self.partitions[name]
 
+    def exclusive_for(self, spec: JobSpec) -> bool:
+        """Whether the spec's job asks for whole nodes: its own --exclusive/--shared, else this profile's."""
+        return spec.exclusive if spec.exclusive is not None else self.exclusive
+
     def check(self, spec: JobSpec) -> Partition:
         """Raise SpecError if the spec does not fit this cluster; return the partition it runs on."""
         part = self.partition_for(spec)
         self.backend.check(spec, part, self.name)
+        if spec.exclusive and not self.backend.reserves_nodes:
+            raise SpecError(
+                f"invalid exclusive: scheduler {self.scheduler!r} of profile {self.name!r} cannot reserve whole "
+                "nodes (use a SLURM profile, or leave --exclusive out)"
+            )
         if spec.nodes > part.max_nodes:
             raise SpecError(
                 f"invalid nodes: {spec.nodes} (partition {part.name!r} of profile {self.name!r} allows at most "
@@ -129,6 +139,7 @@ class ClusterProfile:
             "pythonpath": list(self.pythonpath),
             "cpus_per_task": self.cpus_per_task,
             "sbatch": dict(self.sbatch),
+            "exclusive": self.exclusive,
             "partitions": {
                 p.name: {
                     "max_nodes": p.max_nodes,
@@ -243,6 +254,7 @@ class _Fields:
             "strmap": isinstance(value, dict) and all(isinstance(v, (str, int, float)) for v in value.values()),
             "map": isinstance(value, dict) and len(value) > 0,
             "time": isinstance(value, (str, int)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
         }[kind]
         if not ok:
             expected = {
@@ -253,6 +265,7 @@ class _Fields:
                 "strmap": "a mapping of names to strings",
                 "map": "a non-empty mapping",
                 "time": "a time such as 60, 08:00:00 or 1-00:00:00",
+                "bool": "true or false",
             }[kind]
             self.fail((key,), f"{value!r} is invalid (must be {expected})")
         if choices and value not in choices:
@@ -284,6 +297,7 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
             "pythonpath",
             "cpus_per_task",
             "sbatch",
+            "exclusive",
         }
     )
     name = top.get("name", "str", default=path.stem)
@@ -296,6 +310,9 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
         top.fail(("default_partition",), f"{default_partition!r} is invalid (choose from {', '.join(partitions)})")
     sbatch = _named_map(top, "sbatch", SBATCH_KEY, "a long sbatch option such as account or qos")
     env = _named_map(top, "env", _ENV_KEY, "a shell variable name")
+    exclusive = top.get("exclusive", "bool", default=False)
+    if exclusive and not backends.get(scheduler).reserves_nodes:
+        top.fail(("exclusive",), f"true is invalid (scheduler {scheduler!r} cannot reserve whole nodes)")
     return ClusterProfile(
         name=name,
         scheduler=scheduler,
@@ -309,6 +326,7 @@ def _build(path: Path, data: Any, lines: dict[tuple, int]) -> ClusterProfile:
         pythonpath=_pythonpath(top),
         cpus_per_task=top.get("cpus_per_task", "int>=1", default=1),
         sbatch=sbatch,
+        exclusive=exclusive,
         source=str(path),
     )
 

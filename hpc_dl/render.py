@@ -75,6 +75,8 @@ def sbatch_options(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
         "time": format_time(spec.time_limit),
     }
     opts.update(profile.backend.scheduler_options(spec, part, int(stop_margin(60 * spec.time_limit))))
+    if profile.exclusive_for(spec):
+        opts.update(profile.backend.WHOLE_NODES)
     if spec.mem is not None:
         opts["mem"] = spec.mem
     opts.update(profile.sbatch)
@@ -114,7 +116,7 @@ def render(spec: JobSpec, profile: ClusterProfile, ctx: RenderContext) -> Render
         "run_dir": str(ctx.run_dir),
         "strategy": strategy.name,
         "profile": profile.name,
-        "sbatch": [(Shell(k), v) for k, v in sbatch.items()],
+        "sbatch": [(Shell(k), None if k in profile.backend.FLAGS else v) for k, v in sbatch.items()],
         "modules": list(profile.modules),
         "setup": [Shell(line) for line in profile.setup],
         "env": [(Shell(k), v) for k, v in sorted(profile.env.items())],

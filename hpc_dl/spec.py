@@ -39,6 +39,7 @@ DERIVED_SBATCH = {
     "error": "the run folder's job.log (hpcdl sets it)",
     "signal": "nothing: hpcdl asks for the time-limit warning itself",
     "requeue": "nothing: hpcdl requeues its jobs itself",
+    "exclusive": "--exclusive",
 }
 _MEM_RE = re.compile(r"^\d+[KMGT]?$")
 
@@ -113,6 +114,9 @@ class JobSpec:
     gpu_type: str | None = _field(None, "GPU type for --gres (default: the partition's).")
     job_name: str | None = _field(None, "Job name (default: hpcdl-<strategy>).")
     mem: str | None = _field(None, "Memory per node, e.g. 64G (default: the partition's).", metavar="SIZE")
+    exclusive: bool | None = _field(
+        None, "Whole nodes, shared with no other job (for timing; default: the profile's).", flag="--exclusive/--shared"
+    )
     sbatch: dict[str, str] = _field(
         dict, "Extra sbatch option, e.g. --sbatch account=myproj (repeatable).", metavar="KEY=VALUE"
     )
@@ -197,11 +201,12 @@ class JobSpec:
             raise SpecError(
                 f"invalid nodes: {self.nodes} (strategy {self.strategy!r} runs on at most {strategy.max_nodes} node)"
             )
+        if self.exclusive is not None and not isinstance(self.exclusive, bool):
+            raise SpecError(f"invalid exclusive: {self.exclusive!r} (must be true or false)")
         if self.mem is not None and not _MEM_RE.match(str(self.mem)):
             raise SpecError(f"invalid mem: {self.mem!r} (a size such as 64G, 4000M or 16000)")
-        if self.job_name is not None:
-            if not self.job_name or any(ord(c) < 32 or ord(c) == 127 for c in self.job_name):
-                raise SpecError(f"invalid job name: {self.job_name!r} (must be non-empty, with no control characters)")
+        if self.job_name is not None and (not self.job_name or any(ord(c) < 32 or c == "\x7f" for c in self.job_name)):
+            raise SpecError(f"invalid job name: {self.job_name!r} (must be non-empty, with no control characters)")
         for key, value in self.sbatch.items():
             if not SBATCH_KEY.fullmatch(key):
                 raise SpecError(f"invalid sbatch option {key!r} (use a long option name such as account or qos)")

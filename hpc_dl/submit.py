@@ -74,7 +74,7 @@ def _prepare(
     else:  # pragma: no cover - five collisions of a time stamp and 32 random bits
         raise SubmitError(f"could not make a new run folder under {runs_root}/{study}")
     try:
-        write_json(run.spec, spec.to_dict())
+        write_json(run.spec, spec.replace(exclusive=profile.exclusive_for(spec)).to_dict())  # as it was asked
         write_json(run.profile, profile.to_dict())
         write_atomic(run.script, rendered.script)
         run.script.chmod(0o755)

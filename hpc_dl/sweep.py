@@ -17,7 +17,19 @@ from .errors import SpecError, UsageError
 from .spec import JobSpec, field_types
 
 # fields a sweep varies with its own flags, or that are not training parameters
-NOT_VARIABLE = {"strategy", "nodes", "gpus", "sbatch", "fold", "folds", "job_name", "script", "script_args"}
+# exclusive: a sweep's array is one allocation, whole nodes for all its tasks or for none
+NOT_VARIABLE = {
+    "strategy",
+    "nodes",
+    "gpus",
+    "sbatch",
+    "fold",
+    "folds",
+    "job_name",
+    "script",
+    "script_args",
+    "exclusive",
+}
 
 
 @dataclass(frozen=True)

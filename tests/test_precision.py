@@ -68,3 +68,11 @@ def test_every_strategy_trains_in_every_cpu_precision(runs_root, strategy, model
     assert [e["event"] for e in events] == ["run_start", "epoch_stop", "eval", "run_stop"]
     assert events[0]["precision"] == precision and events[-1]["status"] == "success"
     assert math.isfinite(events[1]["loss"]) and math.isfinite(events[2]["test_loss"])
+    # every rank of every strategy records its peak memory (CPU workers: the process's peak RSS)
+    world = events[0].get("dp_devices") or events[0]["world_size"]
+    assert len(run.event_files()) == world
+    for path in run.event_files():
+        logged = [json.loads(x) for x in path.read_text().splitlines()]
+        stops = [e for e in logged if e["event"] in ("epoch_stop", "run_stop")]
+        assert [e["peak_memory_source"] for e in stops] == ["peak_rss", "peak_rss"]
+        assert all(e["peak_memory(MiB)"] > 100 for e in stops), stops  # torch alone is more

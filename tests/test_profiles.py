@@ -82,8 +82,8 @@ def test_unknown_profile_lists_the_valid_ones():
             "name: x\nscheduler: slurm\ncolour: blue\n"
             "partitions: {gpu: {max_nodes: 1, gpus_per_node: 1, max_time: 60}}\n",
             3,
-            "colour: unknown field (known: cpus_per_task, default_partition, description, env, modules, name, "
-            "partitions, python, pythonpath, sbatch, scheduler, setup)",
+            "colour: unknown field (known: cpus_per_task, default_partition, description, env, exclusive, modules, "
+            "name, partitions, python, pythonpath, sbatch, scheduler, setup)",
         ),
         (
             "name: x\nscheduler: slurm\npartitions:\n  gpu:\n"

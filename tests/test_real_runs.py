@@ -75,6 +75,8 @@ def test_ddp_two_workers_then_one_then_collect(hpcdl, runs_root, tmp_path):
         assert events[0]["world_size"] == 2 and events[0]["device"] == "cpu" and events[0]["backend"] == "gloo"
         assert [e["samples"] for e in events if e["event"] == "epoch_stop"] == [1024, 1024]
         assert [e["rank_samples"] for e in events if e["event"] == "epoch_stop"] == [512, 512]
+        peaks = [e["peak_memory(MiB)"] for e in events if e["event"] in ("epoch_stop", "run_stop")]
+        assert len(peaks) == 3 and all(p > 100 for p in peaks) and peaks == sorted(peaks)  # a high-water mark
     r0 = [json.loads(x) for x in run.rank_events(0).read_text().splitlines()]
     r1 = [json.loads(x) for x in run.rank_events(1).read_text().splitlines()]
     assert r0[1]["throughput(samples/s)"] == r1[1]["throughput(samples/s)"]
@@ -97,6 +99,13 @@ def test_ddp_two_workers_then_one_then_collect(hpcdl, runs_root, tmp_path):
     result = hpcdl("collect", str(runs_root), "--out", str(tmp_path / "results"))
     assert result.exit_code == 0
     assert result.stdout.startswith("# Scaling report\n\n2 run(s) found, 2 completed.\n")
+    # the peak is the largest of any rank's; this machine held what the run asked: 2 workers x 1 thread
+    held = runs_mod.read_json(run.exit)
+    assert (held["allocation"]["source"], held["allocation"]["cpus"], held["allocation"]["gpus"]) == ("asked", 2, 0)
+    row = report.runs.set_index("run").loc[run.run_id]
+    assert row["peak_memory_mib"] == max(e["peak_memory(MiB)"] for e in r0 + r1 if "peak_memory(MiB)" in e)
+    assert (row["resource"], row["resource_units"], row["idle_units"]) == ("cpu", 2, 0)
+    assert row["resource_hours"] == pytest.approx(2 * held["attempts_wall_s"] / 3600)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
         "breakdown.csv",  # CPU workers time their phases
         "epochs.csv",

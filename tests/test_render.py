@@ -48,6 +48,7 @@ CASES = {
             time_limit=12 * 60,
             precision="fp16",
             sbatch={"account": "proj; id"},
+            exclusive=True,  # whole nodes: a bare #SBATCH --exclusive
         ),
     ),
 }
@@ -89,6 +90,7 @@ def test_sbatch_options_are_one_sorted_table():
     assert sbatch_options(spec, profiles.load("discovery")) == {
         "account": "proj; id",
         "cpus-per-task": "16",
+        "exclusive": "",  # a flag: `#SBATCH --exclusive`, submitit's exclusive=True
         "gres": "gpu:a100:4",
         "job-name": "hpcdl-ddp",
         "nodes": "2",

@@ -13,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hpc_dl.analysis import collect as col
+from hpc_dl.analysis import cost
 
 from hpc_dl import control, profiles, render
 from hpc_dl import runs as runs_mod
@@ -54,7 +56,7 @@ def test_one_node_two_gpus_and_two_nodes_one_gpu_then_collect(on_cluster, hpcdl,
     start = [e for e in events(r1) if e["event"] == "run_start"][0]
     assert (start["world_size"], start["hostname"], start["cuda_visible_devices"]) == (2, "n1", "0,1")
 
-    two = hpcdl("submit", *SMALL, "--nodes", "2", "--gpus", "1", "--epochs", "2", "--wait")
+    two = hpcdl("submit", *SMALL, "--nodes", "2", "--gpus", "1", "--epochs", "2", "--exclusive", "--wait")
     assert two.exit_code == 0, two.output
     r2 = submitted_run(two, runs_root)
     hosts = {[e for e in events(r2, rank) if e["event"] == "run_start"][0]["hostname"] for rank in (0, 1)}
@@ -65,6 +67,13 @@ def test_one_node_two_gpus_and_two_nodes_one_gpu_then_collect(on_cluster, hpcdl,
     report = col.collect([runs_root])
     assert [(r.workers, r.nodes) for r in report.scaling.itertuples()] == [(2, 1), (2, 2)]
     assert report.scaling["baseline_run"].tolist() == [r1.run_id, r1.run_id]
+    # --exclusive: whole nodes, every core (16) and GPU (4 v100-sxm2 + 4 a100) of each, as SLURM gives them;
+    # the exit record holds them and collect counts them: whole nodes cost whole nodes
+    shared, whole = (runs_mod.read_json(r.exit)["allocation"] for r in (r1, r2))
+    assert (shared["cpus"], shared["gpus"], shared["exclusive"], shared["node_names"]) == (2, 2, False, ["n1"])
+    assert (whole["cpus"], whole["gpus"], whole["exclusive"], whole["node_names"]) == (32, 16, True, ["n1", "n2"])
+    assert report.scaling["exclusive"].tolist() == [False, True]
+    assert report.runs.set_index("run").loc[r2.run_id, ["resource_units", "idle_units"]].tolist() == [16, 14]
 
 
 def test_pending_running_cancelled_and_follow(on_cluster, hpcdl, runs_root):
@@ -173,6 +182,41 @@ def test_sweep_is_one_throttled_array_with_a_collect_job_after_it(on_cluster, hp
         "throughput.png",
     ]
     assert (out / "scaling.md").read_text().startswith("# Scaling report\n\n4 run(s) found, 4 completed.\n")
+    check_resource_hours(runs_root / "sw")
+
+
+def check_resource_hours(study: Path) -> None:
+    """Every array task held the largest shape, 2 nodes x 2 GPUs: resource-hours count its idle GPUs, from
+    the allocation SLURM gave (exit.json) and the wall time; sacct's accounting comes with it."""
+    report = col.collect([study])
+    gathered = (
+        "jobacct_gather/none"
+        not in subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    )
+    for row in report.runs.itertuples():
+        held = runs_mod.read_json(Path(row.folder) / "exit.json")
+        assert held["allocation"] == {
+            "nodes": 2,
+            "node_names": ["n1", "n2"],
+            "gpus": 4,
+            "cpus": 4,
+            "exclusive": False,
+            "source": "slurm",
+        }
+        assert held["attempts_wall_s"] == pytest.approx(held["ended"] - held["started"], abs=0.01)
+        assert (row.resource, row.resource_units, row.idle_units) == ("gpu", 4, 4 - row.workers)
+        assert row.resource_hours == pytest.approx(4 * held["attempts_wall_s"] / 3600)
+        assert row.node_list == "n1,n2" and row.exclusive in (False,)
+        assert row.cpu_efficiency > 0 if gathered else pd.isna(row.total_cpu_s) and pd.isna(row.cpu_efficiency)
+    runs = [runs_mod.RunDir(Path(f)) for f in report.runs["folder"]]
+    used = control.usage(runs, [runs_mod.read_json(r.submission) for r in runs])  # the real sacct's answer
+    assert all(u["alloc_cpus"] == 4 and u["elapsed_s"] > 0 for u in used), used
+    one = report.runs[report.runs["workers"] == 1].iloc[0]
+    assert (
+        cost.idle_sentences(report.runs)[0]
+        == f"sw: the 1-GPU point held 3 idle GPUs (of 4): {one.idle_hours:.3g} GPU-hours"
+    )
+    assert report.scaling["resource_hours"].sum() == pytest.approx(report.runs["resource_hours"].sum())
 
 
 def warn(job_id: str) -> None:
@@ -321,6 +365,7 @@ def test_a_killed_rank_fails_the_whole_job_quickly(on_cluster, hpcdl, runs_root)
             gpu_type="a100",
             sbatch={"account": "proj; id"},
             job_name="\"; rm -rf ~; echo '$(id)",
+            exclusive=True,
         ),
         JobSpec(nodes=2, gpus=3, partition="short"),
     ],

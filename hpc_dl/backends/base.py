@@ -47,6 +47,14 @@ class Backend(abc.ABC):
     advises_partitions = False
     # True: a sweep's array is one job that collects after its points (no separate collect job)
     collects_in_array = False
+    # the options that ask for whole nodes, shared with no other job (--exclusive); empty: it cannot
+    WHOLE_NODES: dict[str, str] = {}
+    # options written without a value (`#SBATCH --exclusive`): their value in the options is ""
+    FLAGS: frozenset[str] = frozenset()
+
+    @property
+    def reserves_nodes(self) -> bool:
+        return bool(self.WHOLE_NODES)
 
     # -- facts the login node asks before anything is submitted (pure, cheap: no scheduler call)
     def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
@@ -92,6 +100,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         """The state of each (run, submission record), answered together (one scheduler query)."""
+
+    def usage(self, runs: list[tuple[RunDir, dict]]) -> list[dict | None]:
+        """What each run's job used as the scheduler accounts it (SLURM: sacct's Elapsed, AllocCPUS,
+        TotalCPU, MaxRSS), from the query `states` makes; None where the scheduler keeps no account."""
+        return [None] * len(runs)
 
     @abc.abstractmethod
     def job_state(self, job_id: str) -> State:

@@ -21,7 +21,7 @@ from ..spec import JobSpec
 from ..states import State
 from .base import ArrayHow, Backend
 from .sbatch import depend, is_transient, max_array_size, sbatch_retried  # noqa: F401  (the module's API)
-from .slurm_query import _cache, query_states
+from .slurm_query import _cache, query_states, query_usage
 
 if TYPE_CHECKING:
     from ..profiles import Partition
@@ -69,6 +69,8 @@ class SlurmBackend(Backend):
     name = "slurm"
     STATES = SLURM_STATES
     advises_partitions = True
+    WHOLE_NODES = {"exclusive": ""}  # sbatch --exclusive: the nodes' every core, no other job beside
+    FLAGS = frozenset({"exclusive"})
 
     def check(self, spec: JobSpec, part: Partition, profile: str) -> None:
         if spec.device == "gpu" and part.gpus_per_node == 0:
@@ -90,7 +92,9 @@ class SlurmBackend(Backend):
         for key, value in sbatch.items():
             if key == "time":
                 continue
-            if key in KNOWN:
+            if key in self.FLAGS:  # submitit writes True as a bare #SBATCH --flag
+                extra[key] = True
+            elif key in KNOWN:
                 params[KNOWN[key]] = int(value) if value.isdigit() else value
             else:
                 extra[key] = value
@@ -116,7 +120,8 @@ class SlurmBackend(Backend):
 
     def submit_collect(self, after: list[str], sbatch: dict[str, str], folder: Path, study_dir: Path, out: Path) -> str:
         """A small job for collect: one task, one CPU, on the arrays' partition and account, after all of them."""
-        small = {k: v for k, v in sbatch.items() if k not in ("nodes", "ntasks-per-node", "cpus-per-task", "gres")}
+        allocation = ("nodes", "ntasks-per-node", "cpus-per-task", "gres", *self.WHOLE_NODES)
+        small = {k: v for k, v in sbatch.items() if k not in allocation}
         small.update({"job-name": f"{sbatch['job-name']}-collect", "dependency": "afterany:" + ":".join(after)})
         collect = self._executor(folder, small, 30, nodes=1, ntasks_per_node=1, cpus_per_task=1)
         return str(sbatch_retried(lambda: collect.submit(collect_study, str(study_dir), str(out))).job_id)
@@ -127,6 +132,10 @@ class SlurmBackend(Backend):
     def states(self, runs: list[tuple[RunDir, dict]]) -> list[State]:
         known = query_states([sub["job_id"] for _run, sub in runs])
         return [self._state(run, known.get(sub["job_id"])) for run, sub in runs]
+
+    def usage(self, runs: list[tuple[RunDir, dict]]) -> list[dict | None]:
+        known = query_usage([sub["job_id"] for _run, sub in runs])
+        return [known.get(sub["job_id"]) for _run, sub in runs]
 
     @staticmethod
     def _state(run: RunDir, answer: str | None) -> State:

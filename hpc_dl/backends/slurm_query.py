@@ -6,6 +6,11 @@ the jobs neither knows, `scontrol show job` is asked about each of those jobs (a
 its tasks; scontrol takes one id a call), a few at a time. All share one deadline (HPCDL_QUERY_TIMEOUT,
 10 s): `hpcdl status` never hangs, also when accounting is down. Answers are kept for a few seconds, so
 a wait loop and the triage after it do not ask again.
+
+The same sacct also answers what each job used (`query_usage`, for `status --json` and collect): its
+allocation line's Elapsed, AllocCPUS and TotalCPU, and the largest MaxRSS of its steps, whence a
+seff-style CPU efficiency, TotalCPU / (Elapsed x AllocCPUS). Where SLURM gathers no accounting
+(JobAcctGatherType=jobacct_gather/none) MaxRSS is empty and TotalCPU 0: both are then None.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 CACHE_S = 3.0  # how long an answer is reused
 _cache: dict[str, tuple[float, str]] = {}
+_usage: dict[str, dict] = {}  # what sacct said each job used, from the same calls as _cache
+_asked: dict[str, float] = {}  # when each job was last asked about, answered or not
+SACCT_FIELDS = "JobID,State,Elapsed,AllocCPUS,TotalCPU,MaxRSS"
 CALLS = {"n": 0}  # scheduler commands run by this process (bench/bench_slurm.py reads it)
 _calls_lock = threading.Lock()
 
@@ -37,6 +45,7 @@ def query_states(job_ids: list[str]) -> dict[str, str]:
     now = time.monotonic()
     wanted = [j for j in dict.fromkeys(job_ids) if not (j in _cache and now - _cache[j][0] < CACHE_S)]
     deadline = now + query_timeout()
+    _asked.update(dict.fromkeys(wanted, now))
     found: dict[str, str] = {}
     pending: dict[str, str] = {}  # accounting's PENDING: stale for a never-started array task cancelled since
     controller = False  # whether squeue or scontrol answered
@@ -86,8 +95,72 @@ def _parents(job_ids: list[str]) -> str:
 
 
 def _sacct(job_ids: list[str], deadline: float) -> dict[str, str] | None:
-    out = run_command(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", _parents(job_ids)], deadline)
-    return _pairs(out, "|")
+    """One sacct for all the jobs: their states (allocation lines) and, kept in _usage, what they used."""
+    out = run_command(["sacct", "-n", "-P", "-o", SACCT_FIELDS, "-j", _parents(job_ids)], deadline)
+    if out is None:
+        return None
+    states, usage = parse_sacct(out)
+    _usage.update(usage)
+    return states
+
+
+def query_usage(job_ids: list[str]) -> dict[str, dict]:
+    """What each job used, as the bulk sacct of query_states said (asked only where no fresh answer is
+    cached): {job id: {elapsed_s, alloc_cpus, total_cpu_s, max_rss_mib, cpu_efficiency}}."""
+    now = time.monotonic()
+    unasked = [j for j in job_ids if now - _asked.get(j, -CACHE_S) >= CACHE_S]
+    if unasked:
+        query_states(unasked)
+    return {j: _usage[j] for j in job_ids if j in _usage}
+
+
+def parse_sacct(out: str) -> tuple[dict[str, str], dict[str, dict]]:
+    """`sacct -n -P -o SACCT_FIELDS` lines -> (states of the allocation lines, usage by job id). A step
+    (<id>.batch, <id>.0) gives its MaxRSS to its job."""
+    jobs = ("|".join(line.split("|")[:2]) for line in out.splitlines() if "." not in line.split("|")[0])
+    states = _pairs("\n".join(jobs), "|") or {}
+    usage: dict[str, dict] = {}
+    rss: dict[str, float] = {}
+    for line in out.splitlines():
+        cols = line.strip().split("|")
+        if len(cols) < 6 or not cols[0]:
+            continue
+        jid, step = cols[0].partition(".")[::2]
+        mib = rss_mib(cols[5])
+        if mib is not None:
+            rss[jid] = max(rss.get(jid, 0.0), mib)
+        if step or "[" in jid:
+            continue
+        elapsed, cpus, total = duration_s(cols[2]), _count(cols[3]), duration_s(cols[4])
+        total = total or None  # 0: nothing gathered (jobacct_gather/none) or nothing ran yet
+        busy = elapsed * cpus if elapsed and cpus else None
+        efficiency = round(total / busy, 3) if total and busy else None
+        usage[jid] = {"elapsed_s": elapsed, "alloc_cpus": cpus, "total_cpu_s": total, "cpu_efficiency": efficiency}
+    for jid, record in usage.items():
+        record["max_rss_mib"] = round(rss[jid], 1) if rss.get(jid) else None
+    return states, usage
+
+
+def duration_s(text: str) -> float | None:
+    """sacct's [D-][HH:]MM:SS[.mmm] as seconds; None where it is empty or not a time."""
+    m = re.fullmatch(r"\s*(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)\s*", text or "")
+    if not m:
+        return None
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return round(((days * 24 + hours) * 60 + minutes) * 60 + seconds, 3)
+
+
+_RSS_UNITS = {"": 1 / 1024, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}  # sacct's base unit is KiB
+
+
+def rss_mib(text: str) -> float | None:
+    """sacct's MaxRSS (1234K, 12.5M, 2G; a bare number is KiB) in MiB; None where empty."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGT]?)\s*", text or "")
+    return float(m[1]) * _RSS_UNITS[m[2]] if m else None
+
+
+def _count(text: str) -> int | None:
+    return int(text) if (text or "").strip().isdigit() else None
 
 
 def _squeue(job_ids: list[str], deadline: float) -> dict[str, str] | None:

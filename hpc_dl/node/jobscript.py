@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..runs import RunDir, read_json, write_json
 from ..spec import JobSpec
+from . import allocation
 
 
 def run_sequence(run_dirs: list[str], study_dir: str, out: str | None, parallel: int = 1) -> int:
@@ -96,6 +97,20 @@ def write_exit(run: RunDir, record: dict) -> bool:
     return True
 
 
+def held(run: RunDir, record: dict) -> dict:
+    """The exit record's allocation (allocation.py), this attempt's wall seconds, and every attempt's
+    together (`attempts_wall_s`: the earlier attempts' record carries theirs; a requeued run held its
+    allocation each time)."""
+    wall = record["ended"] - record["started"]
+    old = read_json(run.exit) or {}
+    before = old.get("attempts_wall_s", 0.0) if int(old.get("attempt", 0)) < record["attempt"] else 0.0
+    return {
+        "allocation": allocation.of_run(run, os.environ).to_dict(),
+        "wall_s": round(wall, 3),
+        "attempts_wall_s": round(wall + (before if isinstance(before, (int, float)) else 0.0), 3),
+    }
+
+
 def run_script(run_dir: str) -> int:
     """Run the rendered job.sh, streaming its output to job.log; record how it ended in exit.json.
 
@@ -129,6 +144,7 @@ def run_script(run_dir: str) -> int:
         state = "REQUEUED"
     record = {"returncode": rc, "state": state, "started": started, "ended": time.time()}
     record.update(host=socket.gethostname(), attempt=attempt, job_id=target)
+    record.update(held(run, record))
     if received:
         record["signals"] = [signal.Signals(s).name for s in received]
     if note:

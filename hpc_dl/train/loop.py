@@ -26,7 +26,8 @@ from ..events import read_rank
 from . import preempt, sizes
 from .config import TrainConfig
 from .env import DistEnv
-from .events import Events
+from .events import Events, rank_dir
+from .gpu_sampler import start_for
 from .loaders import describe
 from .phases import PhaseClock
 from .setup import make_scheduler
@@ -383,9 +384,7 @@ class Trainer:
 
 def run_main(strategy: str, cfg: TrainConfig, env: DistEnv, body) -> int:
     """Run an entrypoint's body with events open, and record a failure as run_stop before re-raising."""
-    from .events import rank_dir
-
-    events = Events(rank_dir(cfg.run_dir), env.rank)
+    events = Events(rank_dir(cfg.run_dir), env.rank, env.device, start_for(env.device, env.local_rank))
     try:
         body(events)
     except BaseException as exc:

@@ -1,6 +1,7 @@
 #!/bin/bash
 #SBATCH --account='proj; id'
 #SBATCH --cpus-per-task=16
+#SBATCH --exclusive
 #SBATCH --gres=gpu:a100:4
 #SBATCH --job-name=hpcdl-ddp
 #SBATCH --nodes=2
