@@ -15,6 +15,7 @@ from hpc_dl.runs import write_atomic
 
 from . import kfold as kfold_mod
 from . import load as load_mod
+from . import markdown as md_mod
 from . import network as network_mod
 from . import scaling as scaling_mod
 
@@ -96,49 +97,6 @@ def collect(paths: list[Path], include_warmup: bool = False, trim: bool = False,
     )
 
 
-# one decimal: rates (samples/s, and the tasks' own such as tokens/s), memory and utilisation
-RATES = {"throughput", *(m.name for m in catalog.epoch_metrics() if m.unit.endswith("/s"))}
-RATES |= {"peak_memory_mib", "gpu_util_mean"}
-# three decimals: ratios and accuracies, and times in seconds
-_THREE_DECIMALS = {
-    "speedup",
-    "efficiency",
-    "karp_flatt",
-    *(c for c in load_mod.TASK_COLUMNS if c not in RATES),
-    "accuracy_mean",
-    "accuracy_std",
-    "serial_fraction",
-    "serial_s",
-    "wall_s",
-    *scaling_mod.BREAKDOWN_TIMES,
-}
-
-
-def _fmt(value, column: str) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if column == "serial_fraction_ci":
-        return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.3f} to {value[1]:.3f}"
-    if column in _THREE_DECIMALS:
-        return f"{value:.3f}"
-    if column == "resource_hours":  # small at this scale: three significant digits
-        return f"{value:.3g}"
-    if column in RATES:
-        return f"{value:.1f}"
-    if column == "throughput_ci":
-        return "-" if any(math.isnan(v) for v in value) else f"{value[0]:.1f}-{value[1]:.1f}"
-    return str(value)
-
-
-def _table(df: pd.DataFrame, headers: dict[str, str]) -> str:
-    from tabulate import tabulate
-
-    rows = [
-        [_fmt(v, c) for c, v in zip(headers, rec, strict=True)] for rec in df[list(headers)].itertuples(index=False)
-    ]
-    return tabulate(rows, headers=list(headers.values()), tablefmt="github", disable_numparse=True)
-
-
 def to_markdown(report: Report, summary: list[str] | None = None) -> str:
     """The report as Markdown; `summary`: the verdicts' lines (hpcdl report's), right after the run count."""
     lines = ["# Scaling report", ""]
@@ -152,9 +110,9 @@ def to_markdown(report: Report, summary: list[str] | None = None) -> str:
     elif not has_kfold:
         lines += ["", "No completed run to build a scaling table from."]
     if has_kfold:
-        lines += _kfold_section(report.kfold)
-    lines += _probe_section(report.probes)
-    lines += _failures_section(report.not_completed)
+        lines += md_mod.kfold_section(report.kfold)
+    lines += md_mod.probe_section(report.probes)
+    lines += md_mod.failures_section(report.not_completed)
     if report.skipped_lines:
         lines += ["", f"Skipped {report.skipped_lines} corrupt or truncated log line(s)."]
     return "\n".join(lines) + "\n"
@@ -164,9 +122,9 @@ def _scaling_section(report: Report) -> list[str]:
     """The scaling table, how it was measured, the serial-fraction fits and the time breakdown."""
     s = report.scaling
     shown = s.assign(throughput_ci=list(zip(s["throughput_ci_low"], s["throughput_ci_high"], strict=True)))
-    lines = ["", _table(shown, shown_headers(s)), "", *scaling_notes(report)]
-    lines += _fits_section(report.fits)
-    lines += breakdown_markdown(report.breakdown)
+    lines = ["", md_mod.table(shown, shown_headers(s)), "", *scaling_notes(report)]
+    lines += md_mod.fits_section(report.fits)
+    lines += md_mod.breakdown_markdown(report.breakdown)
     return lines
 
 
@@ -176,7 +134,7 @@ def scaling_notes(report: Report) -> list[str]:
     lines = [
         "- Baseline: in each group, the point with the fewest workers: "
         + "; ".join(
-            f"{r.strategy}/{r.model}/bs {_fmt(r.batch_size, 'batch_size')}{_kind(r)}: "
+            f"{r.strategy}/{r.model}/bs {md_mod.fmt(r.batch_size, 'batch_size')}{_kind(r)}: "
             f"{r.baseline_workers} worker(s), run {r.baseline_run}"
             for r in s.drop_duplicates(scaling_mod.GROUP).itertuples()
         )
@@ -232,123 +190,12 @@ def _method_notes(report: Report) -> list[str]:
     return lines
 
 
-FIT_HEADERS = {
-    "strategy": "strategy",
-    "variant": "variant",
-    "model": "model",
-    "batch": "batch",
-    "points": "points",
-    "serial_fraction": "serial fraction s",
-    "serial_fraction_ci": "95% CI",
-}
-
-
-def _fits_section(fits: pd.DataFrame | None) -> list[str]:
-    if fits is None or fits.empty:
-        return []
-    law = fits["law"].iloc[0]
-    formula = "S = 1 / (s + (1 - s) / q)" if law == "Amdahl" else "S = q - s (q - 1)"
-    shown = fits.assign(serial_fraction_ci=list(zip(fits["ci_low"], fits["ci_high"], strict=True)))
-    return [
-        "",
-        f"## Serial fraction ({law}'s law, {formula}, least squares)",
-        "",
-        _table(shown, FIT_HEADERS),
-        "",
-        "- The interval needs 3 or more points (2 fit exactly).",
-    ]
-
-
-KFOLD_HEADERS = {
-    "model": "model",
-    "scheduler": "scheduler",
-    "folds": "folds",
-    "accuracy_mean": "accuracy (mean)",
-    "accuracy_std": "accuracy (std)",
-    "serial_s": "one after another (s)",
-}
-
-
-def _kfold_section(k: pd.DataFrame) -> list[str]:
-    return [
-        "",
-        "## K-fold cross-validation",
-        "",
-        _table(k, KFOLD_HEADERS),
-        "",
-        f"- Held-out accuracy of each fold, mean and standard deviation over the folds. The whole "
-        f"study took {_fmt(k['wall_s'].iloc[0], 'wall_s')} s of wall time against "
-        f"{_fmt(k['serial_s'].sum(), 'serial_s')} s one after another: {k['speedup'].iloc[0]:.2f}x.",
-    ]
-
-
-def _probe_section(probes: pd.DataFrame | None) -> list[str]:
-    """The network the probes measured (hpcdl probe; hpcdl plan uses it)."""
-    if probes is None or probes.empty:
-        return []
-    shown = network_mod.probe_summary(probes).round({"latency_us": 1, "busbw_gbps": 3})
-    return ["", "## Network (hpcdl probe)", "", _table(shown, network_mod.SUMMARY_HEADERS)]
-
-
-FAILURE_HEADERS = {
-    "run": "run",
-    "strategy": "strategy",
-    "workers": "workers",
-    "state": "state",
-    "category": "class",
-    "reason": "reason",
-}
-
-
-def _failures_section(bad: pd.DataFrame) -> list[str]:
-    """The runs that did not complete: counts by class, a row each, and the log line behind each class."""
-    if bad.empty:
-        return []
-    lines = ["", "## Runs that did not complete", "", failure_classes(bad), ""]
-    lines.append(_table(bad, FAILURE_HEADERS))
-    evidence = bad[bad["evidence"].notna()]
-    if not evidence.empty:
-        lines += ["", "The line that shows each class:", ""]
-        lines += [f"- {r.run} ({r.category}): `{r.evidence}`" for r in evidence.itertuples()]
-    return lines
-
-
-def failure_classes(bad: pd.DataFrame) -> str:
-    """How many runs failed in each class (a run without a class counts under its state)."""
-    counts = bad["category"].fillna(bad["state"].str.lower()).value_counts()
-    return "By class: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "."
-
-
 def records(df: pd.DataFrame) -> list[dict]:
     """A DataFrame as JSON-ready records (NaN -> null)."""
     return [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         for row in df.astype(object).to_dict(orient="records")
     ]
-
-
-# the breakdown's columns less those that name the group (the table is per point), labelled without units
-BREAKDOWN_HEADERS = {
-    c: {"time_per_epoch_s": "epoch", "backward_compute_s": "backward"}.get(c, c.removesuffix("_s"))
-    for c in scaling_mod.BREAKDOWN_COLUMNS
-    if c not in ("dataset", "batch_size", "precision", "device")
-}
-
-
-def breakdown_markdown(b: pd.DataFrame | None) -> list[str]:
-    if b is None or b.empty:
-        return []
-    lines = ["", "## Where the time goes (seconds per epoch, mean over ranks)", "", _table(b, BREAKDOWN_HEADERS), ""]
-    lines.append(
-        "- communication: the backward pass's extra time per sample over the baseline point (the gradient "
-        "all-reduce that the backward computation does not hide); other: waiting for the slowest rank and "
-        "bookkeeping. Timed with the host clock on CPU workers and with CUDA events on GPUs; strategies with "
-        "their own step (pipeline) are not split."
-    )
-    bound = b[b["bound"] != "compute"]
-    for r in bound.itertuples():
-        lines.append(f"- {r.strategy} {r.model}: {r.bound}-bound at {r.workers} worker(s) on {r.nodes} node(s).")
-    return lines
 
 
 def to_json(report: Report) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import collect as col
+from . import markdown as md_mod
 from . import network as network_mod
 from . import summary
 
@@ -62,7 +63,7 @@ def cell(value, column: str) -> str:
         return "-" if pd.isna(value) else f"{100 * value:.0f} %"
     if column == "shared":
         return "-" if _missing(value) else ("yes" if value else "no")
-    return col._fmt(value, column)
+    return md_mod.fmt(value, column)
 
 
 def _missing(value) -> bool:
@@ -95,7 +96,7 @@ def page_headers(points: pd.DataFrame, keys: list[str], rate: str) -> dict[str, 
     shown = col.shown_headers(points)
     if (points["variant"] == "-").all():
         shown.pop("variant", None)
-    rates = [rate, *(c for c in shown if c in col.RATES)]
+    rates = [rate, *(c for c in shown if c in md_mod.RATES)]
     first = [c for c in dict.fromkeys([*KEY_COLUMNS, *rates, "speedup", "efficiency"]) if c in shown]
     return {c: shown[c] for c in first + [c for c in shown if c not in first and c not in keys]}
 
@@ -167,8 +168,8 @@ def breakdown_section(report: col.Report, images: dict[str, str]) -> Section | N
     b = report.breakdown
     if b is None or b.empty:
         return None
-    blocks = [Block("table", html=html_table(b, col.BREAKDOWN_HEADERS, "breakdown"))]
-    blocks.append(Block("notes", items=[line[2:] for line in col.breakdown_markdown(b) if line.startswith("- ")]))
+    blocks = [Block("table", html=html_table(b, md_mod.BREAKDOWN_HEADERS, "breakdown"))]
+    blocks.append(Block("notes", items=[line[2:] for line in md_mod.breakdown_markdown(b) if line.startswith("- ")]))
     if "breakdown" in images:
         blocks.append(Block("figure", "breakdown", png=images["breakdown"], name="breakdown"))
     return Section("breakdown", "Where the time goes (seconds per epoch, mean over ranks)", blocks, "Time breakdown")
@@ -178,11 +179,11 @@ def fits_section(report: col.Report) -> Section | None:
     f = report.fits
     if f is None or f.empty:
         return None
-    lines = col._fits_section(f)
+    lines = md_mod.fits_section(f)
     shown = f.assign(serial_fraction_ci=list(zip(f["ci_low"], f["ci_high"], strict=True)))
     notes = [line[2:] for line in lines if line.startswith("- ")]
     title = next(line[3:] for line in lines if line.startswith("## "))
-    blocks = [Block("table", html=html_table(shown, col.FIT_HEADERS, "fits")), Block("notes", items=notes)]
+    blocks = [Block("table", html=html_table(shown, md_mod.FIT_HEADERS, "fits")), Block("notes", items=notes)]
     return Section("fits", title, blocks, "Serial fraction")
 
 
@@ -190,8 +191,8 @@ def other_sections(report: col.Report) -> list[Section]:
     """K-fold, the network probes and the runs that did not complete."""
     found = []
     if report.kfold is not None and not report.kfold.empty:
-        notes = [line[2:] for line in col._kfold_section(report.kfold) if line.startswith("- ")]
-        table = Block("table", html=html_table(report.kfold, col.KFOLD_HEADERS, "kfold"))
+        notes = [line[2:] for line in md_mod.kfold_section(report.kfold) if line.startswith("- ")]
+        table = Block("table", html=html_table(report.kfold, md_mod.KFOLD_HEADERS, "kfold"))
         found.append(Section("kfold", "K-fold cross-validation", [table, Block("notes", items=notes)]))
     if report.probes is not None and not report.probes.empty:
         shown = network_mod.probe_summary(report.probes).round({"latency_us": 1, "busbw_gbps": 3})
@@ -201,8 +202,8 @@ def other_sections(report: col.Report) -> list[Section]:
     if not bad.empty:
         evidence = [f"{r.run} ({r.category}): {r.evidence}" for r in bad[bad["evidence"].notna()].itertuples()]
         blocks = [
-            Block("notes", items=[col.failure_classes(bad)]),
-            Block("table", html=html_table(bad, col.FAILURE_HEADERS, "failures")),
+            Block("notes", items=[md_mod.failure_classes(bad)]),
+            Block("table", html=html_table(bad, md_mod.FAILURE_HEADERS, "failures")),
         ]
         if evidence:
             blocks.append(Block("notes", "The line that shows each class", items=evidence))

@@ -58,12 +58,12 @@ def _png(fig) -> str:
 
 
 def write_report(report: Report, out: Path) -> list[Path]:
-    from . import page, planner, plots, summary
+    from . import cost, page, planner, plots, summary
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment(report)
-    verdicts = summary.summarize(report.scaling, report.breakdown, report.runs, summary.idle_statements(report.runs))
+    verdicts = summary.summarize(report.scaling, report.breakdown, report.runs, cost.idle_sentences(report.runs))
     figs = plots.figures(report.scaling, report.breakdown, all_figures=True)
     figs.update(planner.report_figures(report.runs))  # measured points and the plan's band, on one pair of axes
     images = {name: _png(fig) for name, fig in figs.items()}
@@ -84,13 +84,14 @@ def write_report(report: Report, out: Path) -> list[Path]:
 def markdown(report: Report, verdicts: list, env: dict[str, str], figures: list[str]) -> str:
     """The page's Markdown twin: the same summary, the tables, the measurement context, the environment."""
     from . import collect as col
+    from . import markdown as md_mod
     from . import page, summary
 
     md = col.to_markdown(report, summary=summary.markdown(verdicts) or ["", "No completed run to judge."])
     if not report.scaling.empty:
         ctx = page.context_table(report)
         shown = ctx.assign(**{c: [page.cell(v, c) for v in ctx[c]] for c in ("ci_share", "shared")})
-        md += "\n## Measurement context\n\n" + col._table(shown, page.context_headers(ctx)) + "\n\n"
+        md += "\n## Measurement context\n\n" + md_mod.table(shown, page.context_headers(ctx)) + "\n\n"
         md += "\n".join(f"- {note}" for note in page.context_notes()) + "\n"
     md += "\n## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in env.items()) + "\n"
     return md + "\n## Figures\n\n" + "\n".join(f"![{n}](report-{n}.png)" for n in figures) + "\n"

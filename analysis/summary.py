@@ -96,7 +96,7 @@ def summarize(
     runs: pd.DataFrame | None = None,
     idle: list[str] | None = None,
 ) -> list[Verdict]:
-    """Every verdict, group by group; `idle`: the study's idle-units statements (see idle_statements)."""
+    """Every verdict, group by group; `idle`: the study's idle-units statements (cost.idle_sentences)."""
     verdicts = []
     context = point_context(scaling, runs) if runs is not None else None
     for label, key, points in groups(scaling):
@@ -341,12 +341,6 @@ def point_context(scaling: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     table = scaling[keys + ["runs", "throughput", "throughput_ci_low", "throughput_ci_high"]]
     table = table.assign(ci_share=ci_share(scaling))
     return table.merge(per_point, on=keys, how="left")
-
-
-def idle_statements(runs: pd.DataFrame) -> list[str]:
-    """HOOK for the idle-units statement ("the 1-GPU points held 3 idle GPUs each: 0.4 GPU-hours"): the
-    measurement side's function goes here once it is merged (issue 20); until then, none."""
-    return []
 
 
 def markdown(verdicts: list[Verdict]) -> list[str]:

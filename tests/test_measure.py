@@ -293,6 +293,15 @@ def test_collect_gives_peak_memory_resource_hours_and_the_idle_units_of_a_sweep(
     assert cost.idle_sentences(report.runs) == ["sweep: the 1-GPU point held 3 idle GPUs (of 4): 1.5 GPU-hours"]
     md = report.markdown
     assert "peak memory (MiB)" in md.splitlines()[4] and "resource-h" in md.splitlines()[4]
+    from hpc_dl.analysis.report import write_report
+
+    write_report(report, tmp_path / "out")  # the page's summary and its Markdown twin state the idle units
+    summary = (tmp_path / "out" / "report.md").read_text().split("## Summary")[1].split("\n## ")[0]
+    assert "- sweep: the 1-GPU point held 3 idle GPUs (of 4): 1.5 GPU-hours." in summary.splitlines()
+    assert (
+        "sweep: the 1-GPU point held 3 idle GPUs (of 4): 1.5 GPU-hours"
+        in (tmp_path / "out" / "report.html").read_text()
+    )
 
 
 def test_runs_without_the_new_records_leave_the_columns_empty(tmp_path):
