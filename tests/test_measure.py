@@ -359,8 +359,16 @@ def test_fsdp_holds_less_per_rank_than_ddp_for_a_25m_parameter_model(runs_root, 
     assert params > 90  # 25 M fp32 parameters
     assert max(peaks["fsdp"]) < min(peaks["ddp"]), peaks
     assert peaks["fsdp"][1] < peaks["ddp"][1] - params, (peaks, params)  # measured: 1.9 P less
-    table = col.collect([runs_root]).runs.set_index("strategy")["peak_memory_mib"]
+    report = col.collect([runs_root])
+    table = report.runs.set_index("strategy")["peak_memory_mib"]
     assert table["fsdp"] == max(peaks["fsdp"]) and table["fsdp"] < table["ddp"]
+    from hpc_dl.analysis import summary  # and the report's summary says so, from these numbers
+
+    said = [v.text for v in summary.summarize(report.scaling, report.breakdown, report.runs) if v.kind == "memory"]
+    assert said == [
+        f"fsdp uses {table['fsdp'] / table['ddp']:.2f}x ddp's peak memory per rank at 2 workers "
+        f"({table['fsdp']:.0f} vs {table['ddp']:.0f} MiB)"
+    ]
 
 
 def test_a_device_that_cannot_say_leaves_the_peak_out(monkeypatch):
