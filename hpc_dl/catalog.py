@@ -123,7 +123,6 @@ MODELS: dict[str, ModelInfo] = {
             ModelInfo(
                 name,
                 description=f"decoder-only byte-level transformer LM, {what}",
-                splittable=False,
                 task="language",
                 context=context,
             )
@@ -214,8 +213,7 @@ TASKS: dict[str, TaskInfo] = {
                 ),
             ),
         ),
-        # a step over token blocks (cross-entropy over every token): pipeline stages, horovod, psgd's own
-        # averaging, hogwild and kfold are not wired for it yet
+        # a step over token blocks (cross-entropy over every token): hogwild and kfold are not wired for it
         TaskInfo(
             "language",
             "hpc_dl.train.tasks.language:LanguageTask",
@@ -227,7 +225,7 @@ TASKS: dict[str, TaskInfo] = {
                 ),
             ),
             throughput="tokens",
-            strategies=("ddp", "dp", "fsdp"),
+            strategies=("ddp", "dp", "fsdp", "pipeline"),
             refuses=(Refusal("image_size", (None,), "a language model reads byte tokens; its model sets the context"),),
         ),
     ]

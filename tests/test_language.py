@@ -31,7 +31,7 @@ def test_model_sizes(name):
     assert (gpt.layers, gpt.context, gpt.wte.shape) == (layers, context, (256, width))
     assert model.SIZES[name] == model.Size(layers, heads, width)
     assert count == model.SIZES[name].parameters(context) and low <= count <= high
-    assert catalog.MODELS[name].task == "language" and not catalog.MODELS[name].splittable
+    assert catalog.MODELS[name].task == "language" and catalog.MODELS[name].splittable
 
 
 def test_tiny_forward_is_causal_and_tied():
@@ -49,6 +49,25 @@ def test_tiny_forward_is_causal_and_tied():
     assert [n for n, _ in gpt.named_children()] == ["block0", "block1", "block2", "block3", "ln_f"]
     with pytest.raises(ValueError, match="^65 tokens exceed the model's context of 64$"):
         gpt(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_pipeline_stages_are_cut_between_blocks_and_tie_the_head():
+    from hpc_dl.jobs.pipeline import split, tied
+
+    torch.manual_seed(0)
+    gpt = model.build_model("gpt-tiny").eval()
+    layers = tasks.get("language").stages(None, gpt)
+    x = torch.randint(0, 256, (2, 64))
+    with torch.no_grad():
+        assert torch.equal(torch.nn.Sequential(*layers)(x), gpt(x))  # the layers in order are the model
+    parts = split(layers, 2)
+    assert [[type(m).__name__ for m in part] for part in parts] == [
+        ["Embed", "Block", "Block"],
+        ["Block", "Block", "Head"],
+    ]
+    ((weight, stages),) = tied(parts)
+    assert weight is gpt.wte and stages == (0, 1)  # the head is the token embedding, on the first and last stage
+    assert tied(split(layers, 1)) == []
 
 
 def test_blocks_shift_by_one():
@@ -98,22 +117,24 @@ def test_perplexity():
     assert (perplexity(None), perplexity(1e6)) == (None, math.inf)
 
 
-@pytest.mark.parametrize("strategy", ["pipeline", "psgd", "hogwild", "horovod", "kfold"])
+@pytest.mark.parametrize("strategy", ["psgd", "hogwild", "horovod", "kfold"])
 def test_strategies_that_cannot_train_a_language_model(strategy):
     extra = {"folds": 2, "fold": 0} if strategy == "kfold" else {"gpus": 2}
     with pytest.raises(SpecError) as err:
         JobSpec(strategy=strategy, model="gpt-tiny", dataset="synthetic-text", **extra)
-    assert str(err.value) == f"strategy '{strategy}' cannot train language model 'gpt-tiny' (use ddp, dp or fsdp)"
+    assert str(err.value) == (
+        f"strategy '{strategy}' cannot train language model 'gpt-tiny' (use ddp, dp, fsdp or pipeline)"
+    )
 
 
 def test_language_spec_checks(hpcdl, tmp_path):
-    for strategy in ("ddp", "dp", "fsdp"):
-        JobSpec(strategy=strategy, model="gpt-small", dataset="synthetic-text")
-    result = hpcdl("submit", "--profile", "local", "--strategy", "pipeline", "--gpus", "2", "--model", "gpt-tiny",
+    for strategy in ("ddp", "dp", "fsdp", "pipeline"):
+        JobSpec(strategy=strategy, model="gpt-small", dataset="synthetic-text", gpus=2)
+    result = hpcdl("submit", "--profile", "local", "--strategy", "hogwild", "--gpus", "2", "--model", "gpt-tiny",
                    "--dataset", "synthetic-text", "--dry-run")  # fmt: skip
     assert (result.exit_code, result.stderr) == (
         2,
-        "Error: strategy 'pipeline' cannot train language model 'gpt-tiny' (use ddp, dp or fsdp)\n",
+        "Error: strategy 'hogwild' cannot train language model 'gpt-tiny' (use ddp, dp, fsdp or pipeline)\n",
     )
     for size in (64, 100_000):
         with pytest.raises(SpecError) as err:
@@ -155,11 +176,14 @@ def test_serving_a_language_model_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("strategy", "precision"), [("ddp", "fp32"), ("fsdp", "bf16"), ("dp", "fp32")])
+@pytest.mark.parametrize(
+    ("strategy", "precision"), [("ddp", "fp32"), ("fsdp", "bf16"), ("dp", "fp32"), ("pipeline", "bf16")]
+)
 def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path, strategy, precision):
     """2 workers (dp: one CPU device), 3 short epochs (fsdp in bf16: its mixed-precision policy, with the final
-    LayerNorm's fp32 output into the tied head): the test loss falls every epoch, perplexity is exp of it,
-    and collect's table shows tokens/s after time/epoch and perplexity, not accuracy."""
+    LayerNorm's fp32 output into the tied head; pipeline in bf16: 2 stages cut between blocks, the head tied
+    across them): the test loss falls every epoch, perplexity is exp of it, and collect's table shows
+    tokens/s after time/epoch and perplexity, not accuracy."""
     from hpc_dl.analysis import collect as col
 
     from hpc_dl.events import read_rank

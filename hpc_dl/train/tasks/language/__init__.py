@@ -31,6 +31,9 @@ class LanguageTask(Task):
 
         return build_model(cfg.model)
 
+    def stages(self, cfg, model):
+        return model.sequence()
+
     def trainer(self, base):
         from .train import LanguageTrainer
 
