@@ -213,7 +213,8 @@ TASKS: dict[str, TaskInfo] = {
                 ),
             ),
         ),
-        # a step over token blocks (cross-entropy over every token): hogwild and kfold are not wired for it
+        # a step over token blocks (cross-entropy over every token), the shared loop's with the task's loss;
+        # not for kfold (its report is held-out accuracy) nor hogwild (lock-free updates of one shared model)
         TaskInfo(
             "language",
             "hpc_dl.train.tasks.language:LanguageTask",
@@ -225,7 +226,7 @@ TASKS: dict[str, TaskInfo] = {
                 ),
             ),
             throughput="tokens",
-            strategies=("ddp", "dp", "fsdp", "pipeline"),
+            strategies=("ddp", "dp", "fsdp", "pipeline", "horovod", "psgd"),
             refuses=(Refusal("image_size", (None,), "a language model reads byte tokens; its model sets the context"),),
         ),
     ]
