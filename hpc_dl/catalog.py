@@ -179,6 +179,10 @@ DATASETS: dict[str, DatasetInfo] = {
     ]
 }
 
+# the image tasks' models have no transformer blocks for --activation-checkpointing to recompute
+NO_BLOCKS = Refusal(
+    "activation_checkpointing", (None, False), "it recomputes transformer blocks: the language models have them"
+)
 _MAP = (
     Metric("test_map", "mAP", "test/mAP"),  # COCO box AP@[.5:.95]
     Metric("test_map50", "AP50", "test/AP50"),
@@ -192,6 +196,7 @@ TASKS: dict[str, TaskInfo] = {
             "hpc_dl.train.tasks.classification:ClassificationTask",
             "images -> one of N classes (cross-entropy; top-1 accuracy)",
             metrics=(Metric("test_accuracy", "test acc", "test/accuracy"),),
+            refuses=(NO_BLOCKS,),
         ),
         # a step over lists of images and target dicts: the other strategies split models into stages,
         # average plain parameters or read classification batches
@@ -209,8 +214,9 @@ TASKS: dict[str, TaskInfo] = {
                 Refusal(
                     "backward_passes",
                     (None, 1),
-                    "horovod accumulates gradients for classification only; raise --batch-size instead",
+                    "horovod accumulates over the shared step, not a detector's own; raise --batch-size instead",
                 ),
+                NO_BLOCKS,
             ),
         ),
         # a step over token blocks (cross-entropy over every token), the shared loop's with the task's loss;

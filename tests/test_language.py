@@ -73,6 +73,50 @@ def test_pipeline_stages_are_cut_between_blocks_and_tie_the_head():
     assert tied(split(layers, 1)) == []
 
 
+def test_activation_checkpointing_recomputes_each_block_for_the_same_gradients():
+    torch.manual_seed(0)
+    plain = model.build_model("gpt-tiny")
+    saving = model.build_model("gpt-tiny", checkpointing=True)
+    saving.load_state_dict(plain.state_dict())
+    calls = []
+    for block in saving.blocks():
+        block.register_forward_pre_hook(lambda module, args: calls.append(module))
+    x, y = torch.randint(0, 256, (2, 64)), torch.randint(0, 256, (2, 64))
+    for gpt in (plain, saving):
+        torch.nn.functional.cross_entropy(gpt(x).flatten(0, 1), y.flatten()).backward()
+    # each block's forward, then its recomputation as the backward pass reaches it
+    assert calls == saving.blocks() + saving.blocks()[::-1]
+    for (name, a), b in zip(plain.named_parameters(), saving.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    with torch.no_grad():
+        saving(x)  # no backward to come: nothing is recomputed
+    assert len(calls) == 3 * saving.layers
+
+
+def test_activation_checkpointing_is_a_switch_for_ddp_and_fsdp():
+    from hpc_dl import render
+    from hpc_dl.train.entry import job_config
+
+    on = JobSpec(strategy="fsdp", gpus=2, model="gpt-tiny", dataset="synthetic-text", activation_checkpointing=True)
+    args = render.entry_args(on, tmp := "/tmp/run")
+    assert args[args.index("--precision") + 2 :] == ["--activation-checkpointing"]
+    assert job_config("fsdp", args).activation_checkpointing is True
+    off = render.entry_args(on.replace(activation_checkpointing=False), tmp)
+    assert "--activation-checkpointing" not in off and job_config("fsdp", off).activation_checkpointing is False
+    refused = {
+        "pipeline": "--activation-checkpointing applies to strategy 'ddp' or 'fsdp' only, not 'pipeline'",
+        "resnet18": "--activation-checkpointing does not apply to classification model 'resnet18' "
+        "(it recomputes transformer blocks: the language models have them)",
+        "mypkg.models:net": "--activation-checkpointing does not apply to classification model 'mypkg.models:net' "
+        "(it recomputes transformer blocks: the language models have them)",
+    }
+    for what, message in refused.items():
+        spec = {"strategy": what, "gpus": 2} if what == "pipeline" else {"model": what, "dataset": "digits"}
+        with pytest.raises(SpecError) as err:
+            JobSpec(**{"model": "gpt-tiny", "dataset": "synthetic-text", **spec, "activation_checkpointing": True})
+        assert str(err.value) == message
+
+
 def test_blocks_shift_by_one():
     blocks = data.Blocks(torch.arange(22, dtype=torch.uint8), context=4)
     assert len(blocks) == 4  # 22 bytes: four blocks of 5, two left over
@@ -179,15 +223,15 @@ def test_serving_a_language_model_is_refused(tmp_path):
         tasks.get("language").predictor(RunDir(tmp_path / "r1"), {}, {}, 1, "cpu")
 
 
-# each strategy's own options where it has some: pipeline and fsdp in bf16, horovod accumulating 2 batches
-# per allreduce, psgd averaging every 4 steps
-LEARNS = {
-    "ddp": [],
-    "fsdp": ["--precision", "bf16"],
-    "dp": [],
-    "pipeline": ["--precision", "bf16", "--microbatches", "2"],
-    "horovod": ["--backward-passes", "2"],
-    "psgd": ["--average", "every:4"],
+# each strategy's own options where it has some: ddp and fsdp recomputing activations, pipeline and fsdp in
+# bf16, horovod accumulating 2 batches per allreduce, psgd averaging every 4 steps
+LEARNS = {  # strategy: (its flags, collect's variant column)
+    "ddp": (["--activation-checkpointing"], "activation_checkpointing=True"),
+    "fsdp": (["--precision", "bf16", "--activation-checkpointing"], "activation_checkpointing=True"),
+    "dp": ([], "-"),
+    "pipeline": (["--precision", "bf16", "--microbatches", "2"], "microbatches=2"),
+    "horovod": (["--backward-passes", "2"], "backward_passes=2"),
+    "psgd": (["--average", "every:4"], "average=every:4"),
 }
 
 
@@ -209,7 +253,7 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     from hpc_dl.runs import RunDir, read_json
 
     flags = ["--model", "gpt-tiny", "--dataset", "synthetic-text", "--train-samples", "256", "--test-samples", "64",
-             "--epochs", "3", "--batch-size", "8", "--lr", "0.1", *LEARNS[strategy]]  # fmt: skip
+             "--epochs", "3", "--batch-size", "8", "--lr", "0.1", *LEARNS[strategy][0]]  # fmt: skip
     result = hpcdl("submit", "--profile", "local", "--strategy", strategy, "--gpus", "2", *flags, "--wait")
     assert result.exit_code == 0, result.output
     (run,) = [RunDir(p) for p in runs_root.glob(f"default/*-{strategy}-*")]
@@ -222,6 +266,7 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     assert read_json(run.result)["test_perplexity"] == pytest.approx(evals[-1]["test_perplexity"])
     report = col.collect([runs_root])
     row = report.scaling.iloc[0]
+    assert row["variant"] == LEARNS[strategy][1]
     assert row["throughput_tokens_per_s"] == pytest.approx(row["throughput"] * 64)
     assert row["test_perplexity"] == pytest.approx(evals[-1]["test_perplexity"])
     header = next(line for line in report.markdown.splitlines() if line.startswith("| strategy"))

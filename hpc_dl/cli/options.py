@@ -44,6 +44,8 @@ def _spec_option(f):
     kw = {"help": f.metadata["help"] or None, "metavar": option.get("metavar")}
     if kind is dict:  # KEY=VALUE items
         kw.update(multiple=True)
+    elif kind is bool:  # a switch
+        kw.update(is_flag=True, default=f.default)
     elif f.name in CONVERT and f.default is not None:
         kw.update(default=str(f.default), show_default=True)
     else:

@@ -29,7 +29,7 @@ class LanguageTask(Task):
     def build_model(self, cfg, data):
         from .model import build_model
 
-        return build_model(cfg.model)
+        return build_model(cfg.model, checkpointing=cfg.activation_checkpointing)
 
     def stages(self, cfg, model):
         return model.sequence()
