@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hpc_dl import catalog, preflight, profiles
-from hpc_dl.errors import NotServable, SpecError
+from hpc_dl.errors import SpecError
 from hpc_dl.spec import JobSpec
 from hpc_dl.train import tasks
 from hpc_dl.train.data import DataError
@@ -214,13 +214,6 @@ def test_language_spec_checks(hpcdl, tmp_path):
     assert preflight.check_data_root(one, local) == []  # a file will do for text
     with pytest.raises(SpecError, match="is not a folder$"):
         preflight.check_data_root(JobSpec(data_root=str(tmp_path / "corpus.txt")), local)
-
-
-def test_serving_a_language_model_is_refused(tmp_path):
-    from hpc_dl.runs import RunDir
-
-    with pytest.raises(NotServable, match="serving a language model .* is not done yet$"):
-        tasks.get("language").predictor(RunDir(tmp_path / "r1"), {}, {}, 1, "cpu")
 
 
 # each strategy's own options where it has some: ddp and fsdp recomputing activations, pipeline and fsdp in
