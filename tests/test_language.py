@@ -2,8 +2,10 @@
 strategies that refuse a language model, and (slow) gpt-tiny really trained on synthetic-text by every
 strategy that can, then collected."""
 
+import json
 import math
 import os
+import subprocess
 
 import pytest
 import torch
@@ -266,3 +268,44 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     shown = [h.strip() for h in header.strip("|").split("|")]
     assert shown[shown.index("time/epoch (s)") + 1] == "tokens/s" and shown[-1] == "perplexity"
     assert "test acc" not in shown and "time/iter (s)" not in shown
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_ddp_and_a_requeued_pipeline_across_two_nodes_on_slurm(on_cluster, hpcdl, runs_root, monkeypatch):
+    """gpt-tiny by ddp and by a 2-stage pipeline, one rank on each of n1 and n2. The pipeline is requeued
+    (scontrol requeue) while its ranks wait at step 10 of epoch 2: they checkpoint their stages at that step,
+    and the next attempt resumes there and finishes; both runs' test loss falls every epoch."""
+    from hpc_dl import control
+    from hpc_dl.events import read_rank
+    from tests.test_real_runs import submitted_run, wait_for
+
+    flags = ["--profile", "testcluster", "--nodes", "2", "--gpus", "1", "--model", "gpt-tiny", "--dataset",
+             "synthetic-text", "--train-samples", "256", "--test-samples", "64", "--epochs", "3", "--batch-size",
+             "8", "--lr", "0.1", "--time", "10"]  # fmt: skip
+    ddp = submitted_run(hpcdl("submit", *flags, "--strategy", "ddp"), runs_root)
+    monkeypatch.setenv("HPCDL_TEST_HOLD_AT_STEP", "2:10")  # the pipeline's ranks wait there for the requeue
+    pipeline = submitted_run(hpcdl("submit", *flags, "--strategy", "pipeline", "--microbatches", "2"), runs_root)
+
+    def events(run, rank=0):
+        return read_rank(run.rank_events(rank))[0] if run.rank_events(rank).exists() else []
+
+    def epochs(run, rank=0):
+        return [e["epoch"] for e in events(run, rank) if e["event"] == "epoch_stop"]
+
+    wait_for(lambda: epochs(pipeline) == [1], 600, "the pipeline's epoch 1")
+    subprocess.run(["scontrol", "requeue", json.loads(pipeline.submission.read_text())["job_id"]], check=True)
+    assert [control.wait(r, timeout_s=600) for r in (ddp, pipeline)] == ["COMPLETED", "COMPLETED"]
+    for run in (ddp, pipeline):
+        starts = [e for rank in (0, 1) for e in events(run, rank) if e["event"] == "run_start"]
+        assert {s["hostname"] for s in starts} == {"n1", "n2"}  # one rank on each node
+        assert epochs(run, 0) == epochs(run, 1) == [1, 2, 3]
+        losses = [e["test_loss"] for e in events(run) if e["event"] == "eval"]
+        assert losses[0] > losses[1] > losses[2], losses
+    resumed = [
+        (s.get("resumed_from_epoch"), s.get("resumed_at_step")) for s in events(pipeline) if s["event"] == "run_start"
+    ]
+    assert resumed == [(None, None), (1, 10)]
+    assert "stop requested (SIGTERM (preempted)): checkpointed and stopped at step 10 of epoch 2" in (
+        pipeline.rank_log(0).read_text()
+    )
