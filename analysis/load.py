@@ -90,12 +90,13 @@ def _num(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-VARIANT_FIELDS = ("compression", "backward_passes", "average", "microbatches", "scheduler")
+VARIANT_FIELDS = ("compression", "backward_passes", "average", "microbatches", "scheduler", "activation_checkpointing")
 
 
 def variant(spec: dict) -> str:
-    """A strategy's options that change what is measured (psgd's averaging, horovod's compression, ...)."""
-    parts = [f"{k}={spec[k]}" for k in VARIANT_FIELDS if spec.get(k) is not None]
+    """A strategy's options that change what is measured (psgd's averaging, horovod's compression, ...); a
+    switch only when it is on."""
+    parts = [f"{k}={spec[k]}" for k in VARIANT_FIELDS if spec.get(k) not in (None, False)]
     return ",".join(parts) or "-"
 
 

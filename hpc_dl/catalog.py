@@ -124,7 +124,6 @@ MODELS: dict[str, ModelInfo] = {
             ModelInfo(
                 name,
                 description=f"decoder-only byte-level transformer LM, {what}",
-                splittable=False,
                 task="language",
                 context=context,
             )
@@ -181,6 +180,10 @@ DATASETS: dict[str, DatasetInfo] = {
     ]
 }
 
+# the image tasks' models have no transformer blocks for --activation-checkpointing to recompute
+NO_BLOCKS = Refusal(
+    "activation_checkpointing", (None, False), "it recomputes transformer blocks: the language models have them"
+)
 _MAP = (
     Metric("test_map", "mAP", "test/mAP"),  # COCO box AP@[.5:.95]
     Metric("test_map50", "AP50", "test/AP50"),
@@ -194,6 +197,7 @@ TASKS: dict[str, TaskInfo] = {
             "hpc_dl.train.tasks.classification:ClassificationTask",
             "images -> one of N classes (cross-entropy; top-1 accuracy)",
             metrics=(Metric("test_accuracy", "test acc", "test/accuracy"),),
+            refuses=(NO_BLOCKS,),
         ),
         # a step over lists of images and target dicts: the other strategies split models into stages,
         # average plain parameters or read classification batches
@@ -211,12 +215,13 @@ TASKS: dict[str, TaskInfo] = {
                 Refusal(
                     "backward_passes",
                     (None, 1),
-                    "horovod accumulates gradients for classification only; raise --batch-size instead",
+                    "horovod accumulates over the shared step, not a detector's own; raise --batch-size instead",
                 ),
+                NO_BLOCKS,
             ),
         ),
-        # a step over token blocks (cross-entropy over every token): pipeline stages, horovod, psgd's own
-        # averaging, hogwild and kfold are not wired for it yet
+        # a step over token blocks (cross-entropy over every token), the shared loop's with the task's loss;
+        # not for kfold (its report is held-out accuracy) nor hogwild (lock-free updates of one shared model)
         TaskInfo(
             "language",
             "hpc_dl.train.tasks.language:LanguageTask",
@@ -228,7 +233,7 @@ TASKS: dict[str, TaskInfo] = {
                 ),
             ),
             throughput="tokens",
-            strategies=("ddp", "dp", "fsdp"),
+            strategies=("ddp", "dp", "fsdp", "pipeline", "horovod", "psgd"),
             refuses=(Refusal("image_size", (None,), "a language model reads byte tokens; its model sets the context"),),
         ),
     ]

@@ -89,7 +89,9 @@ def entry_args(spec: JobSpec, run_dir: Path) -> list[str]:
     args = ["--run-dir", str(run_dir)]
     for f in entry_fields():
         value = getattr(spec, f.name)
-        if value is not None:
+        if isinstance(value, bool):  # a switch: its flag when on, nothing when off
+            args += ["--" + f.name.replace("_", "-")] if value else []
+        elif value is not None:
             args += ["--" + f.name.replace("_", "-"), str(value)]
     if strategies.get(spec.strategy).template == "python.sh.j2":  # one process that starts its own workers
         args += ["--workers", str(spec.gpus)]

@@ -147,6 +147,12 @@ class JobSpec:
     microbatches: int | None = _field(
         None, "pipeline: micro-batches per batch (default 4).", entry=True, owners=("pipeline",)
     )
+    activation_checkpointing: bool = _field(
+        False,
+        "ddp, fsdp: recompute each transformer block's activations in the backward pass (less memory, more time).",
+        entry=True,
+        owners=("ddp", "fsdp"),
+    )
     # your own training script instead of hpcdl's entrypoint (hpcdl submit --script train.py -- ARGS)
     script: str | None = _field(
         None, "Your training script, started by the strategy's launcher (arguments after --).", metavar="FILE"
@@ -234,7 +240,7 @@ class JobSpec:
                     f"dataset {self.dataset!r} is for {data.task}: choose a {data.task} model ({names}); "
                     f"your own model trains {own.name} data sets"
                 )
-            return
+            return self._refused(own)
         task = catalog.TASKS[model.task]
         if data is None and task is not own:
             names = ", ".join(catalog.datasets_of(task.name))
@@ -251,6 +257,9 @@ class JobSpec:
         if task.strategies is not None and self.strategy not in task.strategies:
             allowed = ", ".join(task.strategies[:-1]) + " or " + task.strategies[-1]
             raise SpecError(f"strategy {self.strategy!r} cannot train {task.name} model {self.model!r} (use {allowed})")
+        self._refused(task)
+
+    def _refused(self, task: catalog.TaskInfo) -> None:
         for refusal in task.refuses:
             if getattr(self, refusal.field) not in refusal.neutral:
                 flag = "--" + refusal.field.replace("_", "-")
@@ -271,9 +280,9 @@ class JobSpec:
         for f in spec_fields():
             owners = f.metadata["owners"]
             name = f.name
-            if owners and getattr(self, name) is not None and self.strategy not in owners:
-                flag = "--" + name.replace("_", "-")
-                raise SpecError(f"{flag} applies to strategy {owners[0]!r} only, not {self.strategy!r}")
+            if owners and getattr(self, name) not in (None, False) and self.strategy not in owners:
+                flag, only = "--" + name.replace("_", "-"), " or ".join(repr(o) for o in owners)
+                raise SpecError(f"{flag} applies to strategy {only} only, not {self.strategy!r}")
         if self.compression is not None and self.compression not in catalog.COMPRESSIONS:
             raise SpecError(f"invalid compression {self.compression!r} (choose from {', '.join(catalog.COMPRESSIONS)})")
         if self.scheduler is not None and self.scheduler not in catalog.SCHEDULERS:

@@ -48,6 +48,11 @@ def parse_list(text: str, what: str, kind: type = str) -> list:
             return [int(x) for x in items]
         except ValueError:
             raise UsageError(f"invalid {what}: {text!r} (use a comma-separated list of integers, e.g. 1,2,4)") from None
+    if kind is bool:
+        switches = {"true": True, "false": False}
+        if any(x.lower() not in switches for x in items):
+            raise UsageError(f"invalid {what}: {text!r} (use true and false, e.g. true,false)")
+        return [switches[x.lower()] for x in items]
     return items
 
 

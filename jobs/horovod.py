@@ -65,7 +65,7 @@ class HorovodTrainer(Trainer):
         if self.count % self.passes == 0:
             self.optimizer.step()
             self.optimizer.zero_grad()
-        return loss.detach(), (out.argmax(1) == y).sum(), len(y)
+        return loss.detach(), self.correct(out, y), len(y)
 
 
 def body(job: Job) -> None:

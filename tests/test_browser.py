@@ -224,3 +224,29 @@ def test_serve_draws_a_detection_runs_boxes(tmp_path, page):
         page.get_by_text("No epochs logged yet.").wait_for()  # this run has a checkpoint and no events
     finally:
         stop(proc)
+
+
+def test_serve_continues_a_prompt_with_a_language_runs_model(tmp_path, page):
+    """A gpt-tiny checkpoint (40 steps of synthetic-text, tests/test_serve.py): the page's greedy continuation
+    of a prompt is the model's own, as hpc_dl.serve.predict gives it here."""
+    from hpc_dl.serve import predict
+    from tests.test_serve import make_language_run
+
+    run = make_language_run(tmp_path / "runs")
+    prompt = "hello, abcdefghij"
+    expected = predict.load(run, device="cpu").continuation(prompt)
+    proc, url = start(
+        [str(VENV_BIN / "hpcdl"), "serve", str(run.path), "--port", "0", "--no-browser", "--device", "cpu"],
+        r"^ +URL: (http://\S+)",
+    )
+    try:
+        page.goto(url)
+        page.get_by_role("textbox", name="Prompt").fill(prompt)
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_text("the model's next 120 bytes (greedy)").wait_for()
+        assert page.locator(".st-key-continuation code").inner_text() == expected
+        page.get_by_text("No epochs logged yet.").wait_for()  # this run has a checkpoint and no events
+        IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(IMG / "serve-language.png"), full_page=True)
+    finally:
+        stop(proc)

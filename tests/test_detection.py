@@ -114,7 +114,7 @@ def test_horovod_gradient_accumulation_is_refused_for_a_detector():
         JobSpec(strategy="horovod", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", backward_passes=2)
     assert str(err.value) == (
         "--backward-passes does not apply to detection model 'fasterrcnn_mobilenet_v3_large_fpn' "
-        "(horovod accumulates gradients for classification only; raise --batch-size instead)"
+        "(horovod accumulates over the shared step, not a detector's own; raise --batch-size instead)"
     )
     JobSpec(strategy="horovod", model="fasterrcnn_mobilenet_v3_large_fpn", dataset="coco", backward_passes=1)
 

@@ -307,3 +307,57 @@ def test_curves_of_a_detection_run_show_map(tmp_path):
     assert predict.curves(run) == [
         {"epoch": 1, "loss": 2.0, "accuracy": None, "test_loss": None, "test_map": 0.25, "test_map50": 0.5}
     ]
+
+
+def make_language_run(root: Path, run_id: str = "lm-1", steps: int = 40) -> RunDir:
+    """A gpt-tiny run folder whose checkpoint learned synthetic-text for `steps` steps here (seconds on one
+    thread): its next bytes are clear winners, so its greedy continuation is the same in any process."""
+    from hpc_dl.train.tasks.language import data as text
+    from hpc_dl.train.tasks.language import model
+    from hpc_dl.train.tasks.language.train import token_loss
+
+    run = RunDir.create(root, "study", run_id)
+    run.spec.write_text(json.dumps(JobSpec(model="gpt-tiny", dataset="synthetic-text").to_dict()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one step is 0.1 s on one thread; two threads on two shared cores are slower
+    try:
+        torch.manual_seed(0)
+        gpt = model.build_model("gpt-tiny")
+        optimizer = torch.optim.SGD(gpt.parameters(), lr=0.1, momentum=0.9)
+        for x, y in torch.utils.data.DataLoader(text.synthetic(64, steps * 8, 1)[0], batch_size=8):
+            optimizer.zero_grad()
+            (token_loss(gpt(x), y) / y.numel()).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    state = {"model": gpt.state_dict(), "optimizer": {}}
+    torch.save({"format": 1, "epoch": 1, "state": state, "history": [], "evals": []}, run.checkpoints / "last.pt")
+    return run
+
+
+def test_a_language_run_continues_a_prompt_as_its_model_does(tmp_path):
+    from hpc_dl.errors import UsageError
+    from hpc_dl.train.tasks.language import data as text
+    from hpc_dl.train.tasks.language import serve as generate
+
+    g = predict.load(make_language_run(tmp_path / "runs"), device="cpu")
+    assert isinstance(g, generate.Generator) and (g.task, g.epoch, g.context) == ("language", 1, 64)
+    prompt = "abcdefghij" * 9  # 90 bytes: the model reads the last 64
+    tokens = list(prompt.encode())
+    with torch.no_grad():
+        for _ in range(20):
+            tokens.append(int(g.model(torch.tensor([tokens[-64:]]))[0, -1].argmax()))
+    greedy = g.continuation(prompt, 20)
+    assert greedy == bytes(tokens[90:]).decode() and set(greedy) <= set(
+        text.ALPHABET.decode()
+    )  # it learned the letters
+    sampled = g.continuation(prompt, 20, temperature=1.0, seed=3)
+    assert sampled == g.continuation(prompt, 20, temperature=1.0, seed=3) != g.continuation(prompt, 20, 1.0, seed=4)
+    assert generate.sample_prompt(g.spec) == bytes(text.markov_bytes(32).tolist()).decode()
+    for args, message in [
+        (("",), "the prompt is empty: type a few characters for the model to continue"),
+        (("ab", 0), "invalid length: 0 (the page continues a prompt by 1 to 1000 bytes)"),
+    ]:
+        with pytest.raises(UsageError) as err:
+            g.continuation(*args)
+        assert str(err.value) == message

@@ -100,5 +100,5 @@ def test_unknown_spec_field():
     with pytest.raises(SpecError) as info:
         JobSpec.from_dict({"nodez": 2})
     assert str(info.value).startswith(
-        "unknown spec field 'nodez' (known: average, backward_passes, batch_size, compression, "
+        "unknown spec field 'nodez' (known: activation_checkpointing, average, backward_passes, batch_size, "
     )

@@ -58,7 +58,7 @@ def test_strategy_scripts_match_golden(name):
         (
             {"strategy": "pipeline", "gpus": 2, "model": "inception_v3"},
             "model 'inception_v3' cannot be split into pipeline stages (choose from mnist-cnn, resnet18, resnet50, "
-            "alexnet, vgg11, vgg16, vgg19, mobilenet_v2)",
+            "alexnet, vgg11, vgg16, vgg19, mobilenet_v2, gpt-tiny, gpt-small, gpt-medium)",
         ),
         (
             {"strategy": "psgd", "average": "sometimes"},

@@ -209,13 +209,17 @@ def test_vary_adds_axes_with_typed_values():
     [
         (
             "gpus=1,2",
-            "invalid --vary 'gpus=1,2' (use FIELD=V1,V2 with FIELD one of average, backward_passes, "
-            "batch_size, compression, cpus_per_task, data_root, dataset, device, epochs, gpu_type, image_size, "
-            "loader_workers, lr, mem, microbatches, model, partition, precision, scheduler, seed, stages, "
+            "invalid --vary 'gpus=1,2' (use FIELD=V1,V2 with FIELD one of activation_checkpointing, average, "
+            "backward_passes, batch_size, compression, cpus_per_task, data_root, dataset, device, epochs, gpu_type, "
+            "image_size, loader_workers, lr, mem, microbatches, model, partition, precision, scheduler, seed, stages, "
             "test_samples, time_limit, train_samples)",
         ),
         ("batch_size=a", "invalid --vary batch_size: 'a' (use a comma-separated list of integers, e.g. 1,2,4)"),
         ("lr=fast", "invalid --vary 'lr=fast' (use numbers, e.g. lr=0.01,0.1)"),
+        (
+            "activation-checkpointing=on",
+            "invalid --vary activation_checkpointing: 'on' (use true and false, e.g. true,false)",
+        ),
     ],
 )
 def test_vary_bad_input(item, message):

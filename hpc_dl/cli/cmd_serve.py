@@ -39,8 +39,9 @@ def _run_server(argv: list[str], what: str) -> int:
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one), cpu, cuda or cuda:N.")
 @runs_dir_option
 def serve(run: str, port: int, host: str, no_browser: bool, device: str, runs_dir: str | None) -> int:
-    """A web page where RUN's checkpoint answers what you upload, as the run's task shows it (a classifier's
-    top-5 classes, a detector's boxes), beside its curves and spec."""
+    """A web page where RUN's checkpoint answers what you give it, as the run's task shows it (a classifier's
+    top-5 classes, a detector's boxes, a language model's continuation of a prompt), beside its curves and
+    spec."""
     from .. import runs as runs_mod
     from ..serve import launch, predict
 

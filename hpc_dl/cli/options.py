@@ -44,8 +44,10 @@ def _spec_option(f):
     kw = {"help": f.metadata["help"] or None, "metavar": option.get("metavar")}
     if kind is dict:  # KEY=VALUE items
         kw.update(multiple=True)
-    elif kind is bool:  # --flag/--other-flag, None when neither is given (the profile decides)
-        kw.update(default=None)
+    elif kind is bool and "/" in option.get("flag", ""):  # --flag/--other-flag: None when neither is given
+        kw.update(default=None)  # (the profile decides)
+    elif kind is bool:  # a switch
+        kw.update(is_flag=True, default=f.default)
     elif f.name in CONVERT and f.default is not None:
         kw.update(default=str(f.default), show_default=True)
     else:

@@ -1,7 +1,8 @@
 """The Streamlit page `hpcdl serve RUN` starts: the run's checkpoint answering what you give it.
 
 What it asks for and how it shows the answers is the run's task's view (Served.view: a classifier's
-top-5 classes of each uploaded image, a detector's boxes drawn on it), laid out with this page's widgets
+top-5 classes of each uploaded image, a detector's boxes drawn on it, a language model's continuation of
+a prompt), laid out with this page's widgets
 (UI); the page adds where the checkpoint is, the training curves the task names (Served.chart) and the
 run's spec. All the model work is the task's (hpc_dl.serve.predict loads it); this script only lays it
 out. Started as `streamlit run page.py -- RUN_FOLDER [--device auto|cpu|cuda]`.

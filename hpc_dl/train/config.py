@@ -36,6 +36,9 @@ def parser(strategy: str) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, required=True)
     types = field_types()
     for f in entry_fields():
+        if types[f.name] is bool:  # a switch: its flag alone (render.entry_args writes it only when on)
+            p.add_argument(flag(f.name), action="store_true", help=f.metadata["help"] or None)
+            continue
         choices = f.metadata["option"].get("choices")
         p.add_argument(
             flag(f.name),

@@ -51,7 +51,6 @@ class Trainer:
     amp: bool = True  # False: the strategy handles precision itself (fsdp's mixed-precision policy)
 
     def __post_init__(self) -> None:
-        self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
         dev = self.env.device.type
         self.lr_scheduler = make_scheduler(self.optimizer, self.cfg.scheduler, self.cfg.epochs)
         if self.cfg.precision == "fp32" or not self.amp:
@@ -67,6 +66,14 @@ class Trainer:
         self.partial: dict | None = None  # where this attempt stopped mid-epoch, for its checkpoint
 
     # -- one step
+    def loss_fn(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A batch's summed loss: cross-entropy over class logits (a task's trainer may define its own)."""
+        return nn.functional.cross_entropy(out, y, reduction="sum")
+
+    def correct(self, out: torch.Tensor, y: torch.Tensor):
+        """How many of a batch's predictions are right: top-1 (a task's trainer may count its own way)."""
+        return (out.argmax(1) == y).sum()
+
     def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """One step; returns (summed loss, correct predictions, samples this rank counts). Loss and correct
         stay on the device (tensors): the loop adds them up there and reads them once (`_read_sums`)."""
@@ -82,7 +89,7 @@ class Trainer:
         self.scaler.update()
         marks.append(self.clock.mark())
         self.clock.step(self.phases, tuple(marks))
-        return loss.detach(), (out.argmax(1) == y).sum(), len(y)
+        return loss.detach(), self.correct(out, y), len(y)
 
     def _run_epoch(self, epoch: int, resume: dict | None = None) -> dict | None:
         """One epoch (or the rest of one cut short: `resume`); None when the ranks stopped mid-epoch on
@@ -156,7 +163,7 @@ class Trainer:
         whose forward pass is not the model's own (pipeline stages) override this, not evaluate."""
         with self.autocast():
             out = self.model(x)
-        return float(self.loss_fn(out.float(), y)), int((out.argmax(1) == y).sum()), len(y)
+        return float(self.loss_fn(out.float(), y)), int(self.correct(out, y)), len(y)
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
@@ -307,15 +314,9 @@ class Trainer:
         if self.resume:
             record.update(resumed_at_step=self.resume["step"])
         self.events.emit("run_start", **record)
-        self.events.log.info(
-            "start: %s %s on %s, %d worker(s), device %s%s",
-            self.strategy,
-            self.cfg.model,
-            self.cfg.dataset,
-            self.env.world_size,
-            self.env.device_name(),
-            f"; resuming after epoch {start_epoch}" if start_epoch else "",
-        )
+        where = (self.strategy, self.cfg.model, self.cfg.dataset, self.env.world_size, self.env.device_name())
+        resuming = f"; resuming after epoch {start_epoch}" if start_epoch else ""
+        self.events.log.info("start: %s %s on %s, %d worker(s), device %s%s", *where, resuming)
         logged = self._logged_epochs()
         for stats, ev_rec in zip(self.history, evals, strict=True):
             if stats["epoch"] not in logged:
@@ -357,12 +358,8 @@ class Trainer:
         extra = {"step": self.partial["step"]} if mid_epoch else {}
         self.events.emit("run_stop", status="requeue", epoch=epoch, **extra, **{"time(s)": elapsed})
         reason = "SIGTERM (preempted)" if preempt.preempted() else preempt.stop_reason(self.events.run.stop)
-        self.events.log.info(
-            "stop requested (%s): checkpointed and stopped %s of %d; the job will be requeued",
-            reason,
-            where,
-            self.cfg.epochs,
-        )
+        line = "stop requested (%s): checkpointed and stopped %s of %d; the job will be requeued"
+        self.events.log.info(line, reason, where, self.cfg.epochs)
         return {"status": "requeue", "epoch": epoch, **extra}
 
     def _finish(self, total: float, last_eval: dict) -> dict:

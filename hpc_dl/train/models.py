@@ -1,5 +1,6 @@
-"""Classification models by name (see catalog.MODELS). torchvision models are built with weights=None: nothing
-is downloaded. Your own model is built by tasks/classification/byo.py; other tasks build their own."""
+"""Classification models by name (see catalog.MODELS), and each as a sequence of layers for pipeline stages.
+torchvision models are built with weights=None: nothing is downloaded. Your own model is built by
+tasks/classification/byo.py; other tasks build their own."""
 
 from __future__ import annotations
 
@@ -56,3 +57,28 @@ def build(name: str, num_classes: int, channels: int | None = None, image_size: 
     if name == "inception_v3":
         return tvm.inception_v3(weights=None, num_classes=num_classes, aux_logits=False, init_weights=True)
     return getattr(tvm, name)(weights=None, num_classes=num_classes)
+
+
+def layers(name: str, model: nn.Module) -> list[nn.Module]:
+    """A catalog classifier as a plain sequence of layers (what its forward does, in order): pipeline stages."""
+    if name == "mnist-cnn":
+        return [*model.features, *model.classifier]
+    if name.startswith("resnet"):
+        return [
+            model.conv1,
+            model.bn1,
+            model.relu,
+            model.maxpool,
+            model.layer1,
+            model.layer2,
+            model.layer3,
+            model.layer4,
+            model.avgpool,
+            nn.Flatten(),
+            model.fc,
+        ]
+    if name.startswith("vgg") or name == "alexnet":
+        return [*model.features, model.avgpool, nn.Flatten(), *model.classifier]
+    if name == "mobilenet_v2":
+        return [*model.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *model.classifier]
+    raise ValueError(f"model {name!r} cannot be split into pipeline stages")

@@ -1,11 +1,12 @@
 """The Task interface: what one kind of training fills in, so that nothing outside its folder asks which it is.
 
 A task (torchvision's references/<task>/ is the model: one folder per task over shared utilities) builds
-its model and its data set, batches them, names the trainer class it trains with on the shared loop
-(train/loop.py: the step, the evaluation, the epoch stats), wraps a model for nn.DataParallel, and turns
-a run's checkpoint into what `hpcdl serve` shows. Its facts that the login node needs (the strategies
-that can train it, its metrics with their names, what its throughput counts) are its TaskInfo in
-catalog.TASKS, which is also the registry: `hpc_dl.train.tasks.get(name)` loads the class it names.
+its model and its data set, batches them, lays the model out as layers for pipeline stages, names the
+trainer class it trains with on the shared loop (train/loop.py: the step, the evaluation, the epoch
+stats), wraps a model for nn.DataParallel, and turns a run's checkpoint into what `hpcdl serve` shows.
+Its facts that the login node needs (the strategies that can train it, its metrics with their names,
+what its throughput counts) are its TaskInfo in catalog.TASKS, which is also the registry:
+`hpc_dl.train.tasks.get(name)` loads the class it names.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class Task(abc.ABC):
 
         train, sampler = loaders.train_loader(data, batch_size, rank, world_size, seed, device, workers=workers)
         return train, sampler, loaders.test_loader(data, batch_size, rank, world_size, device, workers=workers)
+
+    def stages(self, cfg: TrainConfig, model: nn.Module) -> list[nn.Module]:
+        """The model as a plain sequence of layers (what its forward does, in order) for the pipeline to cut
+        into stages; ValueError where it cannot be cut (catalog.ModelInfo.splittable says so at submit). A
+        parameter two layers share (a head tied to its embedding) stays one parameter: the pipeline sums
+        its gradients over the stages that hold it."""
+        raise ValueError(f"model {cfg.model!r} cannot be split into pipeline stages")
 
     # -- the step, the evaluation, the metrics
     def trainer(self, base: type[Trainer]) -> type[Trainer]:

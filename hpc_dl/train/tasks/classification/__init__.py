@@ -27,6 +27,11 @@ class ClassificationTask(Task):
 
         return byo.model(cfg.model, data.num_classes, data.channels, data.image_size)
 
+    def stages(self, cfg, model):
+        from ... import models
+
+        return models.layers(cfg.model, model)
+
     def predictor(self, run, spec, weights, epoch, device):
         from . import serve
 

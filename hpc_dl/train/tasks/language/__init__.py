@@ -1,14 +1,12 @@
 """Language modelling: bytes -> the next byte. model.py: the decoder-only transformer (gpt-tiny, gpt-small,
-gpt-medium); data.py: the byte data sets cut into blocks; train.py: the step over every token and the
-perplexity.
+gpt-medium), also laid out as layers for pipeline stages; data.py: the byte data sets cut into blocks;
+train.py: the loss over every token and the perplexity; serve.py: the checkpoint continuing a prompt.
 
-Which strategies can train it, and which of their options it refuses, is its catalog.TASKS entry. Not done
-yet: serving (a prompt box on the serve page), pipeline stages, horovod, psgd.
+Which strategies can train it, and which of their options it refuses, is its catalog.TASKS entry.
 """
 
 from __future__ import annotations
 
-from ....errors import NotServable
 from ...data import DataError
 from ..base import Task, over
 
@@ -29,7 +27,10 @@ class LanguageTask(Task):
     def build_model(self, cfg, data):
         from .model import build_model
 
-        return build_model(cfg.model)
+        return build_model(cfg.model, checkpointing=cfg.activation_checkpointing)
+
+    def stages(self, cfg, model):
+        return model.sequence()
 
     def trainer(self, base):
         from .train import LanguageTrainer
@@ -37,4 +38,6 @@ class LanguageTask(Task):
         return over(LanguageTrainer, base)
 
     def predictor(self, run, spec, weights, epoch, device):
-        raise NotServable(f"run {run.run_id}: serving a language model (a prompt box) is not done yet")
+        from .serve import load
+
+        return load(run, spec, weights, epoch, device)

@@ -10,7 +10,9 @@ and perplexity is per byte, comparable across data sets.
 
 Layout for the strategies: each block is a top-level child, so fsdp shards block by block (the usual
 FSDP recipe for a transformer); the embeddings are the root's own parameters, so the tied head reads the
-same gathered weight in the root's forward as the embedding lookup does.
+same gathered weight in the root's forward as the embedding lookup does. For the pipeline, `sequence()`
+lays it out as the embeddings, the blocks and the head, so stages are cut between blocks; the first and
+the last stage both hold the token embedding (Megatron-LM's way: their gradients are summed).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .... import catalog
 
@@ -67,12 +70,53 @@ class Block(nn.Module):
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
-class GPT(nn.Module):
-    """(batch, tokens) int64 bytes -> (batch, tokens, VOCAB) logits of the next byte at each position."""
+def embed(idx: torch.Tensor, wte: torch.Tensor, wpe: torch.Tensor) -> torch.Tensor:
+    """Token plus position embeddings: (batch, tokens) int64 bytes -> (batch, tokens, width)."""
+    t, context = idx.shape[1], wpe.shape[0]
+    if t > context:
+        raise ValueError(f"{t} tokens exceed the model's context of {context}")
+    return F.embedding(idx, wte) + wpe[:t]
 
-    def __init__(self, size: Size, context: int):
+
+def head(x: torch.Tensor, ln_f: nn.LayerNorm, wte: torch.Tensor) -> torch.Tensor:
+    """The final LayerNorm, then the head tied to the token embedding: -> (batch, tokens, VOCAB) logits, in
+    the embedding's dtype (fsdp's low precision: the final LayerNorm is its own shard, whose output comes
+    back in fp32)."""
+    return F.linear(ln_f(x).to(wte.dtype), wte)
+
+
+class Embed(nn.Module):
+    """The embeddings as a layer of their own (a pipeline's first), holding the GPT's own parameters."""
+
+    def __init__(self, wte: nn.Parameter, wpe: nn.Parameter):
         super().__init__()
-        self.context, self.layers = context, size.layers
+        self.wte, self.wpe = wte, wpe
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return embed(idx, self.wte, self.wpe)
+
+
+class Head(nn.Module):
+    """The final LayerNorm and the tied head as a layer of their own (a pipeline's last)."""
+
+    def __init__(self, ln_f: nn.LayerNorm, wte: nn.Parameter):
+        super().__init__()
+        self.ln_f, self.wte = ln_f, wte
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return head(x, self.ln_f, self.wte)
+
+
+class GPT(nn.Module):
+    """(batch, tokens) int64 bytes -> (batch, tokens, VOCAB) logits of the next byte at each position.
+
+    `checkpointing` (--activation-checkpointing): each block's activations are recomputed in the backward
+    pass (torch.utils.checkpoint, non-reentrant) instead of kept from the forward: less memory, more compute.
+    """
+
+    def __init__(self, size: Size, context: int, checkpointing: bool = False):
+        super().__init__()
+        self.context, self.layers, self.checkpointing = context, size.layers, checkpointing
         self.wte = nn.Parameter(torch.empty(VOCAB, size.width))
         self.wpe = nn.Parameter(torch.empty(context, size.width))
         for i in range(size.layers):
@@ -82,6 +126,11 @@ class GPT(nn.Module):
 
     def blocks(self) -> list[Block]:
         return [getattr(self, f"block{i}") for i in range(self.layers)]
+
+    def sequence(self) -> list[nn.Module]:
+        """The model as layers in order, for pipeline stages: the embeddings, each block, the tied head (the
+        first and the last layer hold the same token embedding)."""
+        return [Embed(self.wte, self.wpe), *self.blocks(), Head(self.ln_f, self.wte)]
 
     def reset_parameters(self) -> None:
         """GPT-2's: N(0, 0.02), the residual projections scaled by 1/sqrt(2 layers), zero biases."""
@@ -94,15 +143,11 @@ class GPT(nn.Module):
                 nn.init.zeros_(lin.bias)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        t = idx.shape[1]
-        if t > self.context:
-            raise ValueError(f"{t} tokens exceed the model's context of {self.context}")
-        x = F.embedding(idx, self.wte) + self.wpe[:t]
+        x = embed(idx, self.wte, self.wpe)
+        recompute = self.checkpointing and torch.is_grad_enabled()
         for block in self.blocks():
-            x = block(x)
-        # the head, tied to the token embedding; in the embedding's dtype (fsdp's low precision: the final
-        # LayerNorm is its own shard, whose output comes back in fp32)
-        return F.linear(self.ln_f(x).to(self.wte.dtype), self.wte)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+        return head(x, self.ln_f, self.wte)
 
 
 def context_of(name: str) -> int:
@@ -113,5 +158,5 @@ def context_of(name: str) -> int:
     return info.context
 
 
-def build_model(name: str) -> GPT:
-    return GPT(SIZES[name], context_of(name))
+def build_model(name: str, checkpointing: bool = False) -> GPT:
+    return GPT(SIZES[name], context_of(name), checkpointing)

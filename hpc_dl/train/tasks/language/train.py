@@ -1,11 +1,12 @@
 """Training and evaluating a language model on the shared loop: LanguageTrainer.
 
 The metric names and the throughput unit are the task's entry in catalog.TASKS. The loss is the
-cross-entropy over every token of a batch of blocks. The loop counts samples, which are blocks here: a
-step returns its summed token loss over the block length, so the loop's per-sample mean is the mean
-token loss, and every block has the same length, so tokens are samples x context. Epoch stats add
-`tokens` and `throughput(tokens/s)`; eval records carry `test_loss` (mean token loss, nats) and
-`test_perplexity` = exp(test_loss), and no accuracy.
+cross-entropy over every token of a batch of blocks; the step is the shared loop's own, with this loss
+(`loss_fn`: a block's loss is its summed token loss over the block length, so the loop's per-sample mean
+is the mean token loss), so every strategy's own step (pipeline stages, horovod's accumulation, psgd's
+averaging) trains it as it is. The loop counts samples, which are blocks here, and every block has the
+same length, so tokens are samples x context. Epoch stats add `tokens` and `throughput(tokens/s)`; eval
+records carry `test_loss` (mean token loss, nats) and `test_perplexity` = exp(test_loss), and no accuracy.
 """
 
 from __future__ import annotations
@@ -42,24 +43,12 @@ def perplexity(loss: float | None) -> float | None:
 class LanguageTrainer(Trainer):
     """The shared loop with a language model's step (cross-entropy per token) and evaluation (perplexity)."""
 
-    def _run_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
-        marks = [self.clock.mark()]
-        self.optimizer.zero_grad()
-        with self.autocast():
-            loss = token_loss(self.model(x), y)
-        marks.append(self.clock.mark())
-        self.scaler.scale(loss / y.numel()).backward()
-        marks.append(self.clock.mark())
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        marks.append(self.clock.mark())
-        self.clock.step(self.phases, tuple(marks))
-        return loss.detach() / y.shape[1], 0, len(y)
+    def loss_fn(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each block's mean token loss, summed over the batch's blocks (the loop's per-sample sum)."""
+        return token_loss(out, y) / y.shape[1]
 
-    def _eval_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int, int]:
-        with self.autocast():
-            logits = self.model(x)
-        return float(token_loss(logits, y)) / y.shape[1], 0, len(y)
+    def correct(self, out: torch.Tensor, y: torch.Tensor) -> int:
+        return 0  # a language model's quality is its perplexity, not an accuracy
 
     def _epoch_stats(self, epoch: int, acc: dict, rank_time: float) -> dict:
         stats = super()._epoch_stats(epoch, acc, rank_time)
