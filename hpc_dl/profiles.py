@@ -16,8 +16,8 @@ from typing import Any
 
 from . import backends
 from .errors import ProfileError, SpecError
-from .spec import SBATCH_KEY, JobSpec
-from .units import format_time, parse_time
+from .spec import JobSpec
+from .units import SBATCH_KEY, format_time, parse_time
 
 SHIPPED_DIR = Path(__file__).parent / "data" / "profiles"
 SCHEDULERS = backends.NAMES

@@ -12,36 +12,7 @@ from typing import Any
 from . import byo, catalog, strategies
 from .devices import DEVICES
 from .errors import SpecError
-
-SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")  # a long sbatch option name, as used in #SBATCH --key=value
-
-
-# sbatch options hpcdl derives from the spec: --sbatch may not set them (the script and the allocation
-# would disagree); each names what to use instead
-DERIVED_SBATCH = {
-    "nodes": "--nodes",
-    "ntasks": "--nodes and --gpus",
-    "ntasks-per-node": "--gpus (workers per node)",
-    "gres": "--gpus and --gpu-type",
-    "gpus": "--gpus",
-    "gpus-per-node": "--gpus",
-    "gpus-per-task": "--gpus",
-    "cpus-per-task": "--cpus-per-task",
-    "cpus-per-gpu": "--cpus-per-task",
-    "mem": "--mem",
-    "mem-per-cpu": "--mem",
-    "mem-per-gpu": "--mem",
-    "time": "--time",
-    "partition": "--partition",
-    "job-name": "--job-name",
-    "array": "hpcdl sweep",
-    "output": "the run folder's job.log (hpcdl sets it)",
-    "error": "the run folder's job.log (hpcdl sets it)",
-    "signal": "nothing: hpcdl asks for the time-limit warning itself",
-    "requeue": "nothing: hpcdl requeues its jobs itself",
-    "exclusive": "--exclusive",
-}
-_MEM_RE = re.compile(r"^\d+[KMGT]?$")
+from .units import DERIVED_SBATCH, MEMORY, SBATCH_KEY
 
 
 def _names(d) -> str:
@@ -209,7 +180,7 @@ class JobSpec:
             )
         if self.exclusive is not None and not isinstance(self.exclusive, bool):
             raise SpecError(f"invalid exclusive: {self.exclusive!r} (must be true or false)")
-        if self.mem is not None and not _MEM_RE.match(str(self.mem)):
+        if self.mem is not None and not MEMORY.match(str(self.mem)):
             raise SpecError(f"invalid mem: {self.mem!r} (a size such as 64G, 4000M or 16000)")
         if self.job_name is not None and (not self.job_name or any(ord(c) < 32 or c == "\x7f" for c in self.job_name)):
             raise SpecError(f"invalid job name: {self.job_name!r} (must be non-empty, with no control characters)")

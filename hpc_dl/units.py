@@ -1,4 +1,5 @@
-"""SLURM's units as hpcdl reads and writes them: time limits ("MM", "HH:MM:SS", "D-HH:MM:SS") in minutes."""
+"""SLURM's units and option texts as hpcdl reads and writes them: time limits ("MM", "HH:MM:SS",
+"D-HH:MM:SS") in minutes, memory ("16G"), sbatch option names, and the options hpcdl derives itself."""
 
 from __future__ import annotations
 
@@ -6,6 +7,35 @@ import re
 
 from .errors import SpecError
 
+SBATCH_KEY = re.compile(r"[a-z][a-z0-9-]*")  # a long sbatch option name, as used in #SBATCH --key=value
+
+
+# sbatch options hpcdl derives from the spec: --sbatch may not set them (the script and the allocation
+# would disagree); each names what to use instead
+DERIVED_SBATCH = {
+    "nodes": "--nodes",
+    "ntasks": "--nodes and --gpus",
+    "ntasks-per-node": "--gpus (workers per node)",
+    "gres": "--gpus and --gpu-type",
+    "gpus": "--gpus",
+    "gpus-per-node": "--gpus",
+    "gpus-per-task": "--gpus",
+    "cpus-per-task": "--cpus-per-task",
+    "cpus-per-gpu": "--cpus-per-task",
+    "mem": "--mem",
+    "mem-per-cpu": "--mem",
+    "mem-per-gpu": "--mem",
+    "time": "--time",
+    "partition": "--partition",
+    "job-name": "--job-name",
+    "array": "hpcdl sweep",
+    "output": "the run folder's job.log (hpcdl sets it)",
+    "error": "the run folder's job.log (hpcdl sets it)",
+    "signal": "nothing: hpcdl asks for the time-limit warning itself",
+    "requeue": "nothing: hpcdl requeues its jobs itself",
+    "exclusive": "--exclusive",
+}
+MEMORY = re.compile(r"^\d+[KMGT]?$")  # --mem: an integer with an optional unit
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
