@@ -164,4 +164,5 @@ def test_seed_003_ddp_point_learns_then_collect(hpcdl, runs_root, tmp_path):
     header = next(line for line in report.markdown.splitlines() if line.startswith("| strategy"))
     shown = [h.strip() for h in header.strip("|").split("|")]
     assert shown[shown.index("time/epoch (s)") + 1] == "time/iter (s)"
-    assert shown[-3:] == ["mAP", "AP50", "AP75"] and "test acc" not in shown
+    assert shown[-6:] == ["mAP", "AP50", "AP75", "peak memory (MiB)", "resource", "resource-h"]
+    assert "test acc" not in shown

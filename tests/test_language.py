@@ -266,7 +266,8 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     assert row["test_perplexity"] == pytest.approx(evals[-1]["test_perplexity"])
     header = next(line for line in report.markdown.splitlines() if line.startswith("| strategy"))
     shown = [h.strip() for h in header.strip("|").split("|")]
-    assert shown[shown.index("time/epoch (s)") + 1] == "tokens/s" and shown[-1] == "perplexity"
+    assert shown[shown.index("time/epoch (s)") + 1] == "tokens/s"
+    assert shown[-4:] == ["perplexity", "peak memory (MiB)", "resource", "resource-h"]  # then what it held
     assert "test acc" not in shown and "time/iter (s)" not in shown
 
 
