@@ -126,6 +126,7 @@ bench: venv system
 	$(PY) bench/bench_cli.py
 	$(PY) bench/bench_ddp.py
 	$(PY) bench/bench_strategies.py
+	$(PY) bench/bench_language.py
 	@if [ "$$(id -u)" = 0 ]; then tests/cluster/slurm.sh up && $(PY) bench/bench_slurm.py; fi
 
 clean:

@@ -98,3 +98,12 @@ def on_cluster(slurm_cluster, monkeypatch, tmp_path):
     ids = jobs_submitted_under(tmp_path)
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=30, env={**os.environ, **slurm_cluster})
+
+
+@pytest.fixture(scope="session")
+def language_run(tmp_path_factory):
+    """A gpt-tiny run whose checkpoint learned synthetic-text for a few steps (tests/test_serve.py), made once
+    for the serve tests with and without a browser."""
+    from tests.test_serve import make_language_run
+
+    return make_language_run(tmp_path_factory.mktemp("language") / "runs")

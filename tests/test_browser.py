@@ -226,13 +226,12 @@ def test_serve_draws_a_detection_runs_boxes(tmp_path, page):
         stop(proc)
 
 
-def test_serve_continues_a_prompt_with_a_language_runs_model(tmp_path, page):
-    """A gpt-tiny checkpoint (40 steps of synthetic-text, tests/test_serve.py): the page's greedy continuation
-    of a prompt is the model's own, as hpc_dl.serve.predict gives it here."""
+def test_serve_continues_a_prompt_with_a_language_runs_model(language_run, page):
+    """A gpt-tiny checkpoint (a few steps of synthetic-text, tests/test_serve.py): the page's greedy
+    continuation of a prompt is the model's own, as hpc_dl.serve.predict gives it here."""
     from hpc_dl.serve import predict
-    from tests.test_serve import make_language_run
 
-    run = make_language_run(tmp_path / "runs")
+    run = language_run
     prompt = "hello, abcdefghij"
     expected = predict.load(run, device="cpu").continuation(prompt)
     proc, url = start(

@@ -247,8 +247,8 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     from hpc_dl.events import read_rank
     from hpc_dl.runs import RunDir, read_json
 
-    flags = ["--model", "gpt-tiny", "--dataset", "synthetic-text", "--train-samples", "256", "--test-samples", "64",
-             "--epochs", "3", "--batch-size", "8", "--lr", "0.1", *LEARNS[strategy][0]]  # fmt: skip
+    flags = ["--model", "gpt-tiny", "--dataset", "synthetic-text", "--train-samples", "128", "--test-samples", "32",
+             "--epochs", "3", "--batch-size", "8", "--lr", "0.05", *LEARNS[strategy][0]]  # fmt: skip
     result = hpcdl("submit", "--profile", "local", "--strategy", strategy, "--gpus", "2", *flags, "--wait")
     assert result.exit_code == 0, result.output
     (run,) = [RunDir(p) for p in runs_root.glob(f"default/*-{strategy}-*")]

@@ -25,6 +25,18 @@ def test_seed_002_is_psgd_over_p_and_both_averaging_modes(hpcdl):
     )
 
 
+def test_seed_001_pipeline_is_ddp_pipeline_and_fsdp_on_two_gpt_sizes(hpcdl):
+    result = hpcdl("study", "run", "seed-001-pipeline", "--profile", "local", "--dry-run")
+    points = [line.split(" repeat")[0] for line in result.stdout.splitlines() if line.startswith("# [")]
+    shapes = [f"{s} 1x{g}" for s in ("ddp", "pipeline", "fsdp") for g in (1, 2) if (s, g) != ("pipeline", 1)]
+    expected = [f"{shape} model={m}" for shape in shapes for m in ("gpt-tiny", "gpt-small")]
+    assert points == [f"# [{i}] {p}" for i, p in enumerate(expected)]
+    assert result.stderr.splitlines() == [  # the whole model on one worker is ddp 1x1: a pipeline has 2 stages
+        f"skipped pipeline 1x1 model={m}: pipeline needs at least 2 stages, so at least 2 workers (got 1)"
+        for m in ("gpt-tiny", "gpt-small")
+    ]
+
+
 def test_study_list(hpcdl):
     lines = hpcdl("study", "list").stdout.splitlines()
     assert [line.split()[0] for line in lines] == sorted(studies.available())
