@@ -22,6 +22,24 @@ from hpc_dl.states import WRAPPER_STATES, State
 SQUEUE_MAN = Path("/usr/share/man/man1/squeue.1.gz")
 
 
+def test_a_local_job_that_ends_between_the_two_looks_is_its_exit_record_not_lost(tmp_path, monkeypatch):
+    """The exit record is written just before the job's controller ends: a look that finds no record, then
+    no controller, reads the record once more (a 1-worker run under load was once reported LOST)."""
+    from hpc_dl.backends import local
+
+    run = runs_mod.RunDir.create(tmp_path, "s", "r1")
+
+    def ends_now(_job_id):  # the job writes its record and exits while the state is read
+        runs_mod.write_json(run.exit, {"state": "COMPLETED"})
+        return False
+
+    monkeypatch.setattr(local, "local_job_alive", ends_now)
+    assert LocalBackend._state(run, {"job_id": "1"}) == "COMPLETED"
+    run.exit.unlink()
+    monkeypatch.setattr(local, "local_job_alive", lambda _job_id: False)
+    assert LocalBackend._state(run, {"job_id": "1"}) == "LOST"
+
+
 def test_every_state_has_one_kind():
     for s in State:
         kinds = [s.is_terminal, s.is_going, s in (State.NOT_SUBMITTED, State.UNKNOWN)]

@@ -134,6 +134,10 @@ class LocalBackend(Backend):
         if local_job_alive(sub["job_id"]):
             # a point of a local sweep waits for the points before it
             return "RUNNING" if run.job_log.exists() or "array" not in sub else "PENDING"
+        # the job may have written its exit record and ended between the two looks: read it once more
+        ended = read_json(run.exit)
+        if ended:
+            return ended["state"]
         return "CANCELLED" if run.cancel.exists() else "LOST"
 
     def job_state(self, job_id: str) -> State:
