@@ -361,3 +361,19 @@ def test_a_language_run_continues_a_prompt_as_its_model_does(language_run):
         with pytest.raises(UsageError) as err:
             g.continuation(*args)
         assert str(err.value) == message
+
+
+def test_weights_that_do_not_fit_the_model_are_one_line():
+    import torch
+
+    from hpc_dl.errors import NotServable
+    from hpc_dl.train.tasks.base import fitted
+
+    model = fitted(torch.nn.Linear(2, 3), torch.nn.Linear(2, 3).state_dict(), "r1", "tiny", "cpu")
+    assert not model.training
+    with pytest.raises(NotServable) as caught:
+        fitted(torch.nn.Linear(2, 3), torch.nn.Linear(2, 4).state_dict(), "r1", "tiny", "cpu")
+    assert str(caught.value).startswith(
+        "run r1: checkpoint does not fit model tiny: Error(s) in loading state_dict for Linear: size mismatch for "
+        "weight: copying a param with shape torch.Size([4, 2]) from checkpoint"
+    )

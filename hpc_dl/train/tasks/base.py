@@ -105,3 +105,16 @@ def over(steps: type[Trainer], base: type[Trainer]) -> type[Trainer]:
     if issubclass(steps, base):  # base is the shared loop itself
         return steps
     return type(f"{steps.__name__.removesuffix('Trainer')}{base.__name__}", (steps, base), {})
+
+
+def fitted(model, weights: dict, run_id: str, name: str, device):
+    """A served model with its checkpoint's weights, on `device`, in eval mode; weights that do not fit the
+    model are one line (every task's serve loads this way)."""
+    from ...errors import NotServable
+
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise NotServable(f"run {run_id}: checkpoint does not fit model {name}: {text}") from None
+    return model.to(device).eval()

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .... import catalog
-from ....errors import NotServable
 from ....runs import RunDir
 from ... import models
+from ..base import fitted
 from ..images import IMAGE_TYPES, open_image
 from . import data
 
@@ -131,12 +131,7 @@ def load(run: RunDir, spec: dict, weights: dict, epoch: int, device) -> Predicto
     head = [v for v in weights.values() if getattr(v, "ndim", 0) == 2]  # the last linear layer: (classes, features)
     count = head[-1].shape[0] if head else catalog.DATASETS[spec["dataset"]].classes or 10
     model = models.build(spec["model"], count)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())[:200]
-        raise NotServable(f"run {run.run_id}: checkpoint does not fit model {spec['model']}: {text}") from None
-    model.to(device).eval()
+    model = fitted(model, weights, run.run_id, spec["model"], device)
     size = data.image_size_for(spec["model"], spec["dataset"], spec.get("image_size"))
     channels = catalog.MODELS[spec["model"]].channels
     return Predictor(

@@ -16,6 +16,7 @@ from typing import Any
 
 from ....errors import NotServable
 from ....runs import RunDir
+from ..base import fitted
 from ..images import IMAGE_TYPES, open_image
 from . import shapes
 from .data import DEFAULT_SIZE
@@ -121,10 +122,5 @@ def load(run: RunDir, spec: dict, weights: dict, epoch: int, device) -> Detector
     count = weights[heads[0]].shape[0]
     size = spec.get("image_size") or DEFAULT_SIZE
     model = build_model(spec["model"], count, size)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())[:200]
-        raise NotServable(f"run {run.run_id}: checkpoint does not fit model {spec['model']}: {text}") from None
-    model.to(device).eval()
+    model = fitted(model, weights, run.run_id, spec["model"], device)
     return Detector(run, spec, model, category_names(spec), device, epoch, size)

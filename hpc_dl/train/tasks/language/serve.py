@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ....errors import HpcdlError, NotServable, UsageError
+from ....errors import HpcdlError, UsageError
 from ....runs import RunDir
+from ..base import fitted
 from .model import build_model, context_of
 
 LENGTH = 120  # bytes the page continues a prompt by, unless told
@@ -104,10 +105,5 @@ class Generator:
 def load(run: RunDir, spec: dict, weights: dict, epoch: int, device) -> Generator:
     """The checkpoint's language model on `device`."""
     model = build_model(spec["model"])
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())[:200]
-        raise NotServable(f"run {run.run_id}: checkpoint does not fit model {spec['model']}: {text}") from None
-    model.to(device).eval()
+    model = fitted(model, weights, run.run_id, spec["model"], device)
     return Generator(run, spec, model, device, epoch, context_of(spec["model"]))
