@@ -7,7 +7,7 @@ at 1 and 2 workers, the 2-stage pipeline (a pipeline has at least 2 stages: its 
 model on one worker, ddp 1x1), and ddp and fsdp with --activation-checkpointing at 2 workers. Epoch 1 is
 untimed (collect's throughput is the later epochs'; with repeats, their median and 95 % interval). Prints
 Markdown for BENCHMARKS.md, with the machine's load average before and after (a shared machine's other
-work shows in the figures), and the peak memory per rank where the runs' events carry it.
+work shows in the figures), and collect's peak memory per rank (CPU peak RSS, MALLOC_MMAP_THRESHOLD_=1 MiB).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def main() -> None:
     args = p.parse_args()
     load = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="hpcdl-bench-language-"))
-    env = dict(os.environ, HPCDL_RUNS=str(tmp / "runs"))
+    # freed large blocks go back to the system, so a CPU worker's peak RSS follows its live memory (as
+    # bench/bench_memory.py measures it; glibc's adaptive threshold keeps fsdp's gathered blocks resident)
+    env = dict(os.environ, HPCDL_RUNS=str(tmp / "runs"), MALLOC_MMAP_THRESHOLD_=str(2**20))
     common = [
         *("--profile", "local", "--model", args.model, "--dataset", "synthetic-text", "--study", "lm"),
         *("--train-samples", str(args.train_samples), "--test-samples", "8", "--epochs", str(args.epochs)),

@@ -233,11 +233,12 @@ LEARNS = {  # strategy: (its flags, collect's variant column)
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", list(LEARNS))
 def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path, strategy):
-    """2 workers (dp: one CPU device), 3 short epochs, every strategy that trains a language model: fsdp in
-    bf16 (its mixed-precision policy, with the final LayerNorm's fp32 output into the tied head), pipeline in
-    bf16 (2 stages cut between blocks, the head tied across them), horovod's gradient accumulation, psgd's
-    local SGD. The test loss falls every epoch, perplexity is exp of it, and collect's table shows tokens/s
-    after time/epoch and perplexity, not accuracy."""
+    """2 workers (dp: one CPU device), 3 short epochs, every strategy that trains a language model: ddp and
+    fsdp recomputing each block's activations, fsdp in bf16 (its mixed-precision policy, with the final
+    LayerNorm's fp32 output into the tied head), pipeline in bf16 (2 stages cut between blocks, the head
+    tied across them), horovod's gradient accumulation, psgd's local SGD. The test loss falls every epoch,
+    perplexity is exp of it, and collect's table shows tokens/s after time/epoch and perplexity, not
+    accuracy."""
     if strategy == "horovod" and not HOROVOD:
         if os.environ.get("CI"):
             pytest.fail("horovod is not built (make test builds it)")
