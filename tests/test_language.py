@@ -270,6 +270,28 @@ def test_gpt_tiny_learns_synthetic_text_then_collect(hpcdl, runs_root, tmp_path,
     assert shown[shown.index("time/epoch (s)") + 1] == "tokens/s"
     assert shown[-4:] == ["perplexity", "peak memory (MiB)", "resource", "resource-h"]  # then what it held
     assert "test acc" not in shown and "time/iter (s)" not in shown
+    if strategy == "ddp":  # beside an image run: one table, each row in its own task's units
+        from tests.test_collect import make_run
+
+        make_run(runs_root, "img", 2, [1000.0, 1000.0], accuracy=0.75)
+        both = col.collect([runs_root])
+        lines = both.markdown.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("| strategy"))
+        shown = [h.strip() for h in lines[header].strip("|").split("|")]
+        rows = {
+            r[shown.index("model")]: r
+            for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[header + 2 : header + 4])
+        }
+        image, text = rows["mnist-cnn"], rows["gpt-tiny"]
+        columns = [shown.index(c) for c in ("samples/s", "tokens/s", "test acc", "perplexity")]
+        assert [image[i] for i in columns] == ["1000.0", "-", "0.750", "-"], image
+        lm = both.scaling.set_index("model").loc["gpt-tiny"]
+        assert [text[i] for i in columns] == [
+            f"{lm['throughput']:.1f}",
+            f"{lm['throughput_tokens_per_s']:.1f}",
+            "-",
+            f"{lm['test_perplexity']:.3f}",
+        ], text
 
 
 @pytest.mark.slow
