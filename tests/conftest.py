@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Units of work for pytest-xdist's `--dist loadgroup` (make test runs two workers): every test on the
+    test SLURM in one unit, first (they share its two nodes and run in turn; while their jobs wait on the
+    scheduler the other worker trains), and every other module as one unit (its module fixtures made
+    once). Without xdist the markers do nothing and only the order changes: the SLURM tests first."""
+    for item in items:
+        group = "slurm" if "slurm_cluster" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "slurm_cluster" not in item.fixturenames)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """No user profiles, no HPCDL_* settings from the caller; runs go under tmp_path/runs."""

@@ -128,7 +128,8 @@ def test_status_never_hangs_when_sacct_does(on_cluster, hpcdl, runs_root, tmp_pa
     monkeypatch.setenv("HPCDL_QUERY_TIMEOUT", "1")
     t0 = time.monotonic()
     rows = {r["run"]: r["state"] for r in json.loads(hpcdl("status", "--json").stdout)}
-    assert time.monotonic() - t0 < 10  # two runs: one bounded sacct each, then squeue or scontrol
+    # two runs: one bounded sacct each (1 s), then squeue or scontrol; the fake sacct would hang for 600 s
+    assert time.monotonic() - t0 < 60
     assert rows == {done.run_id: "COMPLETED", later.run_id: "PENDING"}
     hpcdl("cancel", later.run_id)
 
