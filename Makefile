@@ -123,8 +123,8 @@ cluster-down:
 
 # Two jobs at once: the venv installs while apt does, then Horovod builds while the test cluster starts.
 # Two pytest workers (pytest-xdist): the tests on the test SLURM in turn on one of them, while their jobs wait
-# on the scheduler the other worker trains; every other test module is one unit (tests/conftest.py).
-PYTEST := $(PY) -m pytest -q -ra -n $(or $(PYTEST_WORKERS),2) --dist loadgroup
+# on the scheduler the other worker trains; then the real trainings, then the rest (tests/conftest.py).
+PYTEST := $(PY) -m pytest -q -ra -n $(or $(PYTEST_WORKERS),2) --dist loadgroup --no-loadscope-reorder
 
 test: venv system-browser horovod cluster
 	$(PYTEST) -m "not full"

@@ -11,15 +11,35 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+def _unit(item) -> str | None:
+    """The unit of work an item belongs to: "slurm", its module where it shares a module or session fixture
+    with other tests (made once per unit), else None (a unit of its own)."""
+    if "slurm_cluster" in item.fixturenames:
+        return "slurm"
+    defs = item._fixtureinfo.name2fixturedefs.values()
+    if any(d[-1].scope in ("module", "session") and d[-1].argname != "tmp_path_factory" for d in defs):
+        return item.nodeid.split("::")[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which turns the marker into the unit
 def pytest_collection_modifyitems(config, items):
-    """Units of work for pytest-xdist's `--dist loadgroup` (make test runs two workers): every test on the
-    test SLURM in one unit, first (they share its two nodes and run in turn; while their jobs wait on the
-    scheduler the other worker trains), and every other module as one unit (its module fixtures made
-    once). Without xdist the markers do nothing and only the order changes: the SLURM tests first."""
+    """Units of work for pytest-xdist (make test: two workers, `--dist loadgroup --no-loadscope-reorder`): the
+    tests on the test SLURM are one unit, first: they share its two nodes and run in turn, and while their
+    jobs wait on the scheduler the other worker trains. Then the real trainings (`slow`), then the rest, so
+    that no long test starts last; a module whose tests share a fixture is one unit. Without xdist only
+    the order changes."""
+    rank: dict[str, tuple[bool, bool]] = {}  # a unit's tests stay together, where its first would go
     for item in items:
-        group = "slurm" if "slurm_cluster" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "slurm_cluster" not in item.fixturenames)
+        unit = _unit(item) or item.nodeid
+        here = (unit != "slurm", item.get_closest_marker("slow") is None)
+        rank[unit] = min(rank.get(unit, here), here)
+        if unit != item.nodeid:
+            item.add_marker(pytest.mark.xdist_group(unit))
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(_unit(item) or item.nodeid, i)
+    items.sort(key=lambda item: (rank[u := _unit(item) or item.nodeid], first[u]))
 
 
 @pytest.fixture(autouse=True)
