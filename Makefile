@@ -12,7 +12,6 @@ PY := $(VENV)/bin/python
 VENV_INPUTS := requirements.txt setup.cfg setup.py pyproject.toml
 VENV_HASH := $(shell cat $(VENV_INPUTS) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.hpcdl-venv-$(VENV_HASH)
-TORCH_STAMP := $(VENV)/.hpcdl-torch-$(VENV_HASH)
 # Debian packages: what a study needs (the offline Fashion-MNIST data set, OpenMPI for mpirun/mpi4py, cmake
 # and g++ for Horovod's build), and what only the browser tests need (tests/test_browser.py drives
 # /usr/bin/chromium through playwright; no `playwright install`): ~120 MB of downloads and a desktop stack.
@@ -38,7 +37,7 @@ STUDY_FLAGS := --strategy ddp,fsdp,pipeline,horovod,psgd,dp,hogwild --skip-inval
 # prerequisites keep the order that matters, and apt calls queue on one lock.
 MAKEFLAGS += --jobs=2
 
-.PHONY: help venv system system-browser horovod horovod-wheel cluster cluster-down scaling-study test test-full test-fast lint bench clean
+.PHONY: help venv system system-browser horovod cluster cluster-down scaling-study test test-full test-fast lint bench clean
 
 help:
 	@echo "make scaling-study   every strategy with 1 and 2 workers, for real, then the table and plots in $(RESULTS_DIR)/"
@@ -48,19 +47,9 @@ help:
 
 venv: $(VENV_STAMP)
 
-# Two stages, so that Horovod's build (the long step) starts as soon as torch is in: first torch, torchvision
-# and Horovod's build requirements (HOROVOD_BUILD_DEPS), then the rest of requirements.txt and hpcdl itself,
-# while Horovod compiles (`horovod-wheel` needs only the first stage).
-HOROVOD_BUILD_DEPS := packaging wheel cloudpickle psutil pyyaml cffi
-$(TORCH_STAMP): $(VENV_INPUTS)
+$(VENV_STAMP): $(VENV_INPUTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $$(grep -E '^(torch|torchvision|pyyaml)==' requirements.txt) \
-	  $(filter-out pyyaml,$(HOROVOD_BUILD_DEPS))
-	@rm -f $(VENV)/.hpcdl-torch-*
-	@touch $@
-
-$(VENV_STAMP): $(TORCH_STAMP)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@rm -f $(VENV)/.hpcdl-venv-*
@@ -96,22 +85,21 @@ scaling-study: system venv horovod
 	  $(STUDY_FLAGS) --wait
 	@cat $(RESULTS_DIR)/scaling.md
 
-# Horovod against the venv's torch: the wheel is built once (~3 min on 2 cores) into $(HOROVOD_CACHE)/<hash>/,
-# beside the second stage of the venv; installed into the venv once both are done.
-horovod-wheel: $(TORCH_STAMP) system
-	@dir=$(HOROVOD_CACHE)/$(HOROVOD_HASH); \
+# Horovod against the venv's torch: the wheel is built once (~3 min on 2 cores) into $(HOROVOD_CACHE)/<hash>/.
+# Started beside the venv's second half (once torch is in), it was no faster: both are CPU-bound (BENCHMARKS.md).
+horovod: venv system
+	@if $(PY) -c 'import horovod.torch' 2>/dev/null; then exit 0; fi; \
+	dir=$(HOROVOD_CACHE)/$(HOROVOD_HASH); \
 	if ! ls $$dir/horovod-*.whl >/dev/null 2>&1; then \
-	  echo "building Horovod $(HOROVOD_VERSION) into $$dir (once per machine, ~3 min)"; \
+	  echo "building Horovod $(HOROVOD_VERSION) into $$dir (once per machine, ~6 min)"; \
+	  $(PY) -m pip install -q packaging wheel cloudpickle psutil pyyaml cffi && \
 	  mkdir -p $$dir.tmp && \
 	  $(HOROVOD_ENV) $(PY) -m pip wheel -q --no-build-isolation --no-deps --no-binary horovod \
 	    horovod==$(HOROVOD_VERSION) -w $$dir.tmp > $$dir.tmp/build.log 2>&1 \
 	    || { tail -30 $$dir.tmp/build.log; exit 1; }; \
 	  rm -rf $$dir && mv $$dir.tmp $$dir; \
-	fi
-
-horovod: venv horovod-wheel
-	@if $(PY) -c 'import horovod.torch' 2>/dev/null; then exit 0; fi; \
-	$(PY) -m pip install -q --no-deps $(HOROVOD_CACHE)/$(HOROVOD_HASH)/horovod-*.whl
+	fi; \
+	$(PY) -m pip install -q --no-deps $$dir/horovod-*.whl && $(PY) -m pip install -q cloudpickle psutil pyyaml cffi
 
 # The tests' real SLURM: munge, MariaDB, slurmdbd, slurmctld, two slurmd (reused when running).
 cluster:
@@ -121,11 +109,11 @@ cluster:
 cluster-down:
 	tests/cluster/slurm.sh down
 
-# Two jobs at once: the venv installs while apt does, then Horovod builds while the test cluster starts.
 # Two pytest workers (pytest-xdist): the tests on the test SLURM in turn on one of them, while their jobs wait
 # on the scheduler the other worker trains; then the real trainings, then the rest (tests/conftest.py).
 PYTEST := $(PY) -m pytest -q -ra -n $(or $(PYTEST_WORKERS),2) --dist loadgroup --no-loadscope-reorder
 
+# Two jobs at once: the venv installs while apt does, then Horovod builds while the test cluster starts.
 test: venv system-browser horovod cluster
 	$(PYTEST) -m "not full"
 
