@@ -42,6 +42,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: (rank[u := _unit(item) or item.nodeid], first[u]))
 
 
+def pytest_terminal_summary(terminalreporter):
+    """What a test recorded to be read (`record_property("shown", text)`: the planner's leave-one-out
+    figures), after the run; the reports carry it from pytest-xdist's workers too."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, text in getattr(report, "user_properties", []):
+            if key == "shown" and report.when == "call":
+                terminalreporter.write_sep("-", report.nodeid.split("@")[0])
+                terminalreporter.write_line(text.strip())
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """No user profiles, no HPCDL_* settings from the caller; runs go under tmp_path/runs."""

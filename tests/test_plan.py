@@ -371,13 +371,13 @@ def test_probe_across_n1_and_n2_writes_a_record(slurm_study, on_cluster):
     assert lines[8] == f"probe record: {folder / 'probe.json'} (gloo, hosts n1, n2)"
 
 
-def leave_one_out(study, hpcdl, capsys) -> tuple[str, list[float]]:
-    """plan --validate on the study: its table (printed into the test's output) and the absolute errors."""
+def leave_one_out(study, hpcdl, record_property) -> tuple[str, list[float]]:
+    """plan --validate on the study: its table (shown in the suite's summary, tests/conftest.py) and the
+    absolute errors."""
     result = hpcdl("plan", str(study), "--validate")
     assert result.exit_code == 0, result.output
     text = result.stdout.split("## Leave-one-out check")[1]
-    with capsys.disabled():
-        print(f"\n[plan --validate on {study}]{text}")
+    record_property("shown", f"plan --validate on {study}:{text}")
     data = json.loads(hpcdl("plan", str(study), "--validate", "--json").stdout)
     errors = [abs(r["error"]) for r in data["validate"]]
     assert [r["workers"] for r in data["validate"]] == [1, 2, 3] and None not in errors
@@ -386,9 +386,9 @@ def leave_one_out(study, hpcdl, capsys) -> tuple[str, list[float]]:
 
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_leave_one_out_predicts_every_measured_shape_from_the_others(slurm_study, on_cluster, hpcdl, capsys):
+def test_leave_one_out_predicts_every_measured_shape_from_the_others(slurm_study, on_cluster, hpcdl, record_property):
     study, _, _ = slurm_study
-    text, errors = leave_one_out(study, hpcdl, capsys)
+    text, errors = leave_one_out(study, hpcdl, record_property)
     mean = sum(errors) / len(errors)
     assert f"ddp mnist-cnn: mean absolute error {mean:.1%}, largest {max(errors):.1%}, over 3 shape(s)" in text
 
@@ -396,10 +396,10 @@ def test_leave_one_out_predicts_every_measured_shape_from_the_others(slurm_study
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.full  # the one bound that depends on the machine (3 workers on 2 shared cores): make test-full
-def test_leave_one_out_error_of_ddp_is_below_20_percent(slurm_study, on_cluster, hpcdl, capsys):
+def test_leave_one_out_error_of_ddp_is_below_20_percent(slurm_study, on_cluster, hpcdl, record_property):
     """Each measured shape predicted from the other two, within 20 % on average."""
     study, _, _ = slurm_study
-    text, errors = leave_one_out(study, hpcdl, capsys)
+    text, errors = leave_one_out(study, hpcdl, record_property)
     assert sum(errors) / len(errors) < 0.20, text
 
 
