@@ -29,17 +29,17 @@ def pytest_collection_modifyitems(config, items):
     jobs wait on the scheduler the other worker trains. Then the real trainings (`slow`), then the rest, so
     that no long test starts last; a module whose tests share a fixture is one unit. Without xdist only
     the order changes."""
+    units = {item.nodeid: _unit(item) or item.nodeid for item in items}
     rank: dict[str, tuple[bool, bool]] = {}  # a unit's tests stay together, where its first would go
-    for item in items:
-        unit = _unit(item) or item.nodeid
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        unit = units[item.nodeid]
         here = (unit != "slurm", item.get_closest_marker("slow") is None)
         rank[unit] = min(rank.get(unit, here), here)
+        first.setdefault(unit, i)
         if unit != item.nodeid:
             item.add_marker(pytest.mark.xdist_group(unit))
-    first = {}
-    for i, item in enumerate(items):
-        first.setdefault(_unit(item) or item.nodeid, i)
-    items.sort(key=lambda item: (rank[u := _unit(item) or item.nodeid], first[u]))
+    items.sort(key=lambda item: (rank[u := units[item.nodeid]], first[u]))
 
 
 def pytest_terminal_summary(terminalreporter):
